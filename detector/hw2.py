@@ -1,0 +1,283 @@
+"""The HW2 data layer: reads `DATA/{train,valid,test}/` and `DATA/{train,valid}.json`, validates them,
+and hands training, prediction and the app one clean view of each split.
+
+What is fatal and what is repaired:
+- Fatal (AnnotationError naming file and problem): unreadable or malformed JSON, missing top-level keys,
+  records missing required keys or with wrong types, duplicate image ids.
+- Repaired and counted: boxes partly outside the image are clipped; boxes of zero or negative size are
+  dropped; annotations with an unknown image id or a category id outside 1..10 are dropped (or fatal with
+  `strict=True`); duplicate annotation ids are renumbered; images whose file is missing are dropped.
+Every repair is listed in the split's `LoadReport`, whose `summary()` is the one line users see.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from detector.boxes import clip_xyxy, xywh_to_xyxy, xyxy_to_xywh
+from detector.categories import coco_categories, is_category_id
+
+SPLITS_WITH_LABELS = ("train", "valid")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_IMAGE_KEYS = {"id": int, "file_name": str, "width": int, "height": int}
+_ANNOTATION_KEYS = {"id": int, "image_id": int, "bbox": list, "category_id": int}
+_EXAMPLES_KEPT = 5
+
+
+class AnnotationError(ValueError):
+    """An annotation file that cannot be used as it is."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image with its ground truth: boxes are xyxy float32 in original pixels, labels are category ids."""
+
+    image_id: int
+    file_name: str
+    width: int
+    height: int
+    path: Path
+    boxes: np.ndarray = field(repr=False)
+    category_ids: np.ndarray = field(repr=False)
+
+    @property
+    def number(self) -> str:
+        """The house number the ground truth spells, digits left to right by box centre."""
+        from detector.categories import digits_to_string  # local: keeps the dataclass import-light
+
+        order = np.argsort((self.boxes[:, 0] + self.boxes[:, 2]) / 2, kind="stable")
+        return digits_to_string(self.category_ids[order].tolist())
+
+
+@dataclass
+class LoadReport:
+    """What was loaded and every repair made on the way; `warnings` is empty for a clean file."""
+
+    source: str
+    images: int = 0
+    boxes: int = 0
+    clipped_boxes: int = 0
+    dropped_degenerate_boxes: int = 0
+    dropped_unknown_image: int = 0
+    dropped_bad_category: int = 0
+    renumbered_annotation_ids: int = 0
+    missing_files: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def note(self, kind: str, example: str) -> None:
+        kept = self.examples.setdefault(kind, [])
+        if len(kept) < _EXAMPLES_KEPT:
+            kept.append(example)
+
+    @property
+    def warnings(self) -> list[str]:
+        counts = {
+            "boxes clipped to the image": self.clipped_boxes,
+            "zero/negative-size boxes dropped": self.dropped_degenerate_boxes,
+            "annotations with unknown image_id dropped": self.dropped_unknown_image,
+            "annotations with category_id outside 1..10 dropped": self.dropped_bad_category,
+            "duplicate annotation ids renumbered": self.renumbered_annotation_ids,
+            "images whose file is missing dropped": self.missing_files,
+        }
+        out = []
+        for text, count in counts.items():
+            if count:
+                examples = "; ".join(self.examples.get(text, []))
+                out.append(f"{count} {text}" + (f" (e.g. {examples})" if examples else ""))
+        return out
+
+    def summary(self) -> str:
+        head = f"{self.source}: loaded {self.images} images, {self.boxes} boxes"
+        return head + ("; " + "; ".join(self.warnings) if self.warnings else "; no problems found")
+
+
+@dataclass
+class Split:
+    """A labelled split: its records, its load report, and a clean COCO dict for pycocotools."""
+
+    name: str
+    root: Path
+    records: list[ImageRecord]
+    report: LoadReport
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ImageRecord]:
+        return iter(self.records)
+
+    def by_id(self) -> dict[int, ImageRecord]:
+        return {r.image_id: r for r in self.records}
+
+    def to_coco(self) -> dict[str, Any]:
+        """Ground truth as COCO, with `iscrowd` and `area` filled in, ready for pycocotools' COCO()."""
+        return records_to_coco(self.records)
+
+
+def records_to_coco(records: list[ImageRecord]) -> dict[str, Any]:
+    images, annotations = [], []
+    next_id = 1
+    for r in records:
+        images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
+        for box, cid in zip(xyxy_to_xywh(r.boxes).tolist(), r.category_ids.tolist()):
+            annotations.append(
+                {"id": next_id, "image_id": r.image_id, "bbox": [round(v, 3) for v in box],
+                 "category_id": int(cid), "area": float(box[2] * box[3]), "iscrowd": 0}
+            )
+            next_id += 1
+    return {"images": images, "annotations": annotations, "categories": coco_categories()}
+
+
+def read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise AnnotationError(f"{path}: annotation file not found") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise AnnotationError(f"{path}: cannot read annotation file ({err})") from err
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise AnnotationError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+
+
+def _check_record(source: str, kind: str, index: int, record: Any, schema: dict[str, type]) -> None:
+    if not isinstance(record, dict):
+        raise AnnotationError(f"{source}: {kind}[{index}] is a {type(record).__name__}, expected an object")
+    missing = [k for k in schema if k not in record]
+    if missing:
+        raise AnnotationError(f"{source}: {kind}[{index}] is missing key(s) {missing}: {json.dumps(record)[:200]}")
+    for key, expected in schema.items():
+        value = record[key]
+        ok = isinstance(value, expected) and not isinstance(value, bool)
+        if expected is int and isinstance(value, float) and value.is_integer():
+            ok = True
+        if not ok:
+            raise AnnotationError(
+                f"{source}: {kind}[{index}].{key} should be {expected.__name__}, got {value!r}"
+            )
+
+
+def parse_coco(
+    coco: Any, source: str, image_dir: Path, *, strict: bool = False, require_files: bool = True
+) -> tuple[list[ImageRecord], LoadReport]:
+    """Validate a COCO dict in HW2's shape and turn it into records; see the module docstring for the rules."""
+    if not isinstance(coco, dict):
+        raise AnnotationError(f"{source}: top level is a {type(coco).__name__}, expected an object")
+    for key in ("images", "annotations"):
+        if key not in coco:
+            raise AnnotationError(f"{source}: missing top-level key '{key}'")
+        if not isinstance(coco[key], list):
+            raise AnnotationError(f"{source}: '{key}' should be a list")
+    report = LoadReport(source=source)
+    images: dict[int, dict] = {}
+    for i, img in enumerate(coco["images"]):
+        _check_record(source, "images", i, img, _IMAGE_KEYS)
+        image_id = int(img["id"])
+        if image_id in images:
+            raise AnnotationError(f"{source}: duplicate image id {image_id} (images[{i}])")
+        if img["width"] <= 0 or img["height"] <= 0:
+            raise AnnotationError(f"{source}: images[{i}] has non-positive size {img['width']}x{img['height']}")
+        images[image_id] = img
+
+    per_image: dict[int, list[tuple[list[float], int]]] = {i: [] for i in images}
+    seen_ann_ids: Counter[int] = Counter()
+    for i, ann in enumerate(coco["annotations"]):
+        _check_record(source, "annotations", i, ann, _ANNOTATION_KEYS)
+        bbox = ann["bbox"]
+        if len(bbox) != 4 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox):
+            raise AnnotationError(f"{source}: annotations[{i}].bbox should be 4 numbers [x,y,w,h], got {bbox!r}")
+        seen_ann_ids[int(ann["id"])] += 1
+        if seen_ann_ids[int(ann["id"])] == 2:
+            report.renumbered_annotation_ids += 1
+            report.note("duplicate annotation ids renumbered", f"id {ann['id']}")
+        image_id = int(ann["image_id"])
+        if image_id not in images:
+            if strict:
+                raise AnnotationError(f"{source}: annotations[{i}] refers to unknown image_id {image_id}")
+            report.dropped_unknown_image += 1
+            report.note("annotations with unknown image_id dropped", f"annotation id {ann['id']} -> image {image_id}")
+            continue
+        cid = ann["category_id"]
+        cid = int(cid) if isinstance(cid, float) and cid.is_integer() else cid
+        if not is_category_id(cid):
+            if strict:
+                raise AnnotationError(f"{source}: annotations[{i}] has category_id {cid!r}, expected 1..10 (1 is digit 0)")
+            report.dropped_bad_category += 1
+            report.note("annotations with category_id outside 1..10 dropped", f"annotation id {ann['id']}: {cid!r}")
+            continue
+        per_image[image_id].append(([float(v) for v in bbox], cid))
+
+    records: list[ImageRecord] = []
+    for image_id, img in images.items():
+        path = image_dir / img["file_name"]
+        if require_files and not path.is_file():
+            report.missing_files += 1
+            report.note("images whose file is missing dropped", str(path))
+            continue
+        w, h = int(img["width"]), int(img["height"])
+        anns = per_image[image_id]
+        raw = xywh_to_xyxy(np.array([a[0] for a in anns], dtype=np.float32).reshape(-1, 4))
+        clipped = clip_xyxy(raw, w, h)
+        moved = np.any(np.abs(clipped - raw) > 1e-3, axis=1)
+        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+        for j in np.flatnonzero(~keep):
+            report.dropped_degenerate_boxes += 1
+            report.note("zero/negative-size boxes dropped", f"image {image_id} bbox {anns[j][0]}")
+        for j in np.flatnonzero(moved & keep):
+            report.clipped_boxes += 1
+            report.note("boxes clipped to the image", f"image {image_id} bbox {anns[j][0]}")
+        labels = np.array([a[1] for a in anns], dtype=np.int64).reshape(-1)
+        records.append(
+            ImageRecord(image_id=image_id, file_name=img["file_name"], width=w, height=h, path=path,
+                        boxes=clipped[keep], category_ids=labels[keep])
+        )
+        report.boxes += int(keep.sum())
+    report.images = len(records)
+    return records, report
+
+
+def load_split(data_dir: str | Path, split: str, *, strict: bool = False, require_files: bool = True) -> Split:
+    """Load `DATA/<split>.json` with the images under `DATA/<split>/`."""
+    if split not in SPLITS_WITH_LABELS:
+        raise ValueError(f"split must be one of {SPLITS_WITH_LABELS} (test has no labels: use list_images)")
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise AnnotationError(f"{root}: data folder not found (expected DATA/{{train,valid,test}}/ and DATA/train.json, DATA/valid.json)")
+    ann_path = root / f"{split}.json"
+    records, report = parse_coco(read_json(ann_path), str(ann_path), root / split, strict=strict,
+                                 require_files=require_files)
+    return Split(name=split, root=root, records=records, report=report)
+
+
+def load_annotation_file(ann_path: str | Path, image_dir: str | Path, *, strict: bool = False) -> Split:
+    """Load any COCO file in HW2's shape whose images live in `image_dir` (e.g. an extra validation set)."""
+    ann_path = Path(ann_path)
+    records, report = parse_coco(read_json(ann_path), str(ann_path), Path(image_dir), strict=strict)
+    return Split(name=ann_path.stem, root=ann_path.parent, records=records, report=report)
+
+
+def image_id_from_path(path: Path) -> int:
+    """HW2 test images are `<id>.png` with image_id = int(stem)."""
+    try:
+        return int(path.stem)
+    except ValueError as err:
+        raise AnnotationError(f"{path}: file name is not '<integer id>.<ext>' as HW2 test images are") from err
+
+
+def list_images(folder: str | Path) -> list[tuple[int, Path]]:
+    """(image_id, path) for every image in a folder, sorted by id; ids come from the file names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise AnnotationError(f"{folder}: image folder not found")
+    items = [(image_id_from_path(p), p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    ids = Counter(i for i, _ in items)
+    dupes = [i for i, n in ids.items() if n > 1]
+    if dupes:
+        raise AnnotationError(f"{folder}: several files share image id(s) {sorted(dupes)[:5]}")
+    return sorted(items)
