@@ -1,0 +1,203 @@
+"""The one checkpoint format: a safetensors file whose header holds the model config and JSON metadata.
+
+Why safetensors: loading a checkpoint never unpickles anything, so a file from an untrusted source can at
+worst fail to load. Metadata (preset and config, class names, thresholds chosen on validation, training data,
+metrics, code version) travels in the same file, so a checkpoint is self-describing and the app and the CLI
+rebuild the right architecture from it alone. Writes are atomic (temp file + rename): an interrupted save
+never leaves a half-written checkpoint where a good one was.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from detector.categories import CLASS_NAMES
+from detector.models import ModelConfig, build_model
+
+FORMAT_ID = "hw2-digit-detector/1"
+DEFAULT_THRESHOLDS = {"score": 0.5, "nms_iou": 0.5, "number_score": 0.7, "class_agnostic": False}
+_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # raw pickle protocol 2+ / torch zip archive
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint of this project; the message says what it is instead."""
+
+
+@dataclass
+class CheckpointMeta:
+    """What a checkpoint says about itself, beside its weights."""
+
+    config: ModelConfig
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    thresholds: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    created: str = ""
+
+    def to_header(self) -> dict[str, str]:
+        return {
+            "format": FORMAT_ID,
+            "config": self.config.to_json(),
+            "meta": json.dumps(
+                {"class_names": self.class_names, "thresholds": self.thresholds, "training": self.training,
+                 "metrics": self.metrics, "code_version": self.code_version, "created": self.created},
+                sort_keys=True,
+            ),
+        }
+
+    @classmethod
+    def from_header(cls, header: dict[str, str], source: str) -> "CheckpointMeta":
+        if header.get("format") != FORMAT_ID:
+            found = header.get("format", "no 'format' entry")
+            raise CheckpointError(
+                f"{source}: a safetensors file, but not a checkpoint of this project (format: {found}; "
+                f"expected {FORMAT_ID}). Train one with `python -m training train`."
+            )
+        try:
+            config = ModelConfig.from_dict(json.loads(header["config"]))
+            meta = json.loads(header.get("meta", "{}"))
+        except (KeyError, ValueError, TypeError) as err:
+            raise CheckpointError(f"{source}: checkpoint metadata is damaged ({err})") from err
+        thresholds = {**DEFAULT_THRESHOLDS, **meta.get("thresholds", {})}
+        return cls(config=config, class_names=meta.get("class_names", list(CLASS_NAMES)), thresholds=thresholds,
+                   training=meta.get("training", {}), metrics=meta.get("metrics", {}),
+                   code_version=meta.get("code_version", ""), created=meta.get("created", ""))
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: torch.nn.Module
+    meta: CheckpointMeta
+    path: Path
+
+
+def code_version() -> str:
+    """The git commit of the code that wrote a checkpoint (with '+dirty'), or 'unknown' outside a checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path) then rename over `path`, so readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: CheckpointMeta,
+                    *, half: bool = False) -> Path:
+    """Write weights + metadata; `half` stores floating tensors as fp16 (halves the file; loads back as fp32)."""
+    path = Path(path)
+    meta.created = meta.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta.code_version = meta.code_version or code_version()
+    tensors = {}
+    for name, tensor in state_dict.items():
+        t = tensor.detach().to("cpu")
+        if half and t.is_floating_point():
+            t = t.to(torch.float16)
+        tensors[name] = t.contiguous()
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=meta.to_header()))
+    return path
+
+
+def _sniff(path: Path) -> None:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    size = path.stat().st_size
+    if size < 16:
+        raise CheckpointError(f"{path}: only {size} bytes; not a checkpoint (truncated?)")
+    with path.open("rb") as f:
+        head = f.read(8)
+    if head.startswith(_PICKLE_MAGIC):
+        raise CheckpointError(
+            f"{path}: a pickle/torch.save file, not a safetensors checkpoint. Pickles can run code when "
+            "loaded, so this project refuses them; convert trusted weights with "
+            "`python -m detector convert` or pass them as weights=PATH to training (loaded tensors-only)."
+        )
+    header_len = int.from_bytes(head, "little")
+    if 0 < header_len <= 100_000_000 and header_len > size - 8:
+        raise CheckpointError(f"{path}: truncated checkpoint (header says {header_len:,} bytes, file has {size:,})")
+    if header_len <= 0 or header_len > 100_000_000:
+        raise CheckpointError(f"{path}: not a safetensors file (bad header length); expected a {FORMAT_ID} checkpoint")
+
+
+def read_meta(path: str | Path) -> CheckpointMeta:
+    """Read only the metadata (cheap: the weights are not touched)."""
+    path = Path(path)
+    _sniff(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err})") from err
+    return CheckpointMeta.from_header(header, str(path))
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], CheckpointMeta]:
+    path = Path(path)
+    meta = read_meta(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            state = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: corrupt or truncated safetensors file ({err})") from err
+    return state, meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model from the checkpoint's own config and load its weights strictly (eval mode)."""
+    path = Path(path)
+    state, meta = read_state_dict(path)
+    model = build_model(meta.config, weights="none")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path}: weights do not match a '{meta.config.preset}' model "
+            f"({len(missing)} missing, e.g. {missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]})"
+        )
+    wrong_shape = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if wrong_shape:
+        k = wrong_shape[0]
+        raise CheckpointError(f"{path}: tensor {k} has shape {tuple(state[k].shape)}, "
+                              f"the '{meta.config.preset}' model expects {tuple(expected[k].shape)}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+    return LoadedCheckpoint(model=model.to(device).eval(), meta=meta, path=path)
+
+
+def update_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
+    """Rewrite a checkpoint with some metadata fields changed (e.g. thresholds saved from the app); atomic."""
+    path = Path(path)
+    state, meta = read_state_dict(path)
+    for key, value in changes.items():
+        if not hasattr(meta, key) or key == "config":
+            raise ValueError(f"cannot update checkpoint field {key!r}")
+        current = getattr(meta, key)
+        setattr(meta, key, {**current, **value} if isinstance(current, dict) else value)
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta.to_header()))
+    return meta

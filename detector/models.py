@@ -1,0 +1,320 @@
+"""One factory for every detector: a small, JSON-serialisable ModelConfig in, a torchvision FasterRCNN out.
+
+The config is stored inside each checkpoint, so a checkpoint rebuilds its own architecture and nothing about a
+model lives only in code. Every preset is a Faster R-CNN (the task's rule); they differ in backbone, input
+scale and anchors.
+
+- `seed`: the reference recipe exactly: fasterrcnn_resnet50_fpn_v2, anchors (4,8,12,24,48) x (0.5,1,1.5,2)
+  with a new RPNHead (4 anchors per location), MultiScaleRoIAlign('0'..'3', 7, 2), 11 classes,
+  positive_fraction 0.25, torchvision's 800/1333 input size.
+- `fast`: the same network at an input scale chosen from digit sizes (HW2 images are ~100x50 px; the seed
+  upsamples them 17x), anchors fitted to the boxes at that scale, proposal counts for a handful of digits.
+- `resnet18` / `mobilenet_v3` / `effnet_lite0`: light backbones for CPU use; `effnet_lite0` has ImageNet
+  weights that install with pip, our best lever for reading real photos after synthetic training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _mobilenet_extractor
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import RPNHead
+from torchvision.ops import MultiScaleRoIAlign, misc as misc_nn_ops
+
+from detector.categories import NUM_CLASSES
+
+BACKBONES = ("resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn", "efficientnet_lite0_fpn")
+WEIGHT_CHOICES = ("none", "imagenet", "coco")  # or a path to a state-dict file
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but are not on this machine (and cannot be downloaded)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a detector's architecture; saved as JSON in each checkpoint."""
+
+    preset: str
+    backbone: str = "resnet50_fpn_v2"
+    num_classes: int = NUM_CLASSES
+    min_size: int = 800
+    max_size: int = 1333
+    # one size tuple per feature level (torchvision's AnchorGenerator); aspect ratios are h / w
+    anchor_sizes: tuple[tuple[int, ...], ...] = ((4,), (8,), (12,), (24,), (48,))
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    roi_featmap_names: tuple[str, ...] = ("0", "1", "2", "3")
+    roi_output_size: int = 7
+    roi_sampling_ratio: int = 2
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512
+    box_positive_fraction: float = 0.25
+    box_detections_per_img: int = 100
+    trainable_backbone_layers: int = 5
+    fpn_channels: int = 256
+    box_head: str = "conv4fc1"  # torchvision v2's FastRCNNConvFCHead, or "mlp2" (TwoMLPHead, lighter)
+    representation_size: int = 1024
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if "anchor_sizes" in values:
+            values["anchor_sizes"] = tuple(tuple(int(s) for s in level) for level in values["anchor_sizes"])
+        for key in ("aspect_ratios",):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        if "roi_featmap_names" in values:
+            values["roi_featmap_names"] = tuple(str(v) for v in values["roi_featmap_names"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        config = dataclasses.replace(self, **changes)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose from {BACKBONES}")
+        if self.num_classes != NUM_CLASSES:
+            raise ValueError(f"num_classes must be {NUM_CLASSES} (background + 10 digits), got {self.num_classes}")
+        if not self.anchor_sizes or any(len(level) == 0 for level in self.anchor_sizes):
+            raise ValueError("anchor_sizes needs one non-empty tuple per feature level")
+        if any(r <= 0 for r in self.aspect_ratios):
+            raise ValueError(f"aspect ratios must be positive, got {self.aspect_ratios}")
+        if self.min_size < 16 or self.max_size < self.min_size:
+            raise ValueError(f"need 16 <= min_size <= max_size, got {self.min_size}/{self.max_size}")
+
+
+_SMALL_PROPOSALS = dict(
+    rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
+    rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
+    rpn_batch_size_per_image=128, box_batch_size_per_image=128,
+)
+# Anchors at the small input scale: HW2 digits fill ~40-90% of the image height, so at a shorter side of
+# 128-160 px they are ~30-140 px tall and ~0.4-0.7 as wide (torchvision ratios are h/w).
+_SMALL_ANCHORS = dict(
+    anchor_sizes=((16,), (32,), (64,), (128,), (256,)),
+    aspect_ratios=(1.0, 1.6, 2.4),
+)
+
+PRESETS: dict[str, ModelConfig] = {
+    "seed": ModelConfig(preset="seed"),
+    "fast": ModelConfig(
+        preset="fast", min_size=160, max_size=640, box_detections_per_img=30, **_SMALL_PROPOSALS, **_SMALL_ANCHORS,
+    ),
+    "resnet18": ModelConfig(
+        preset="resnet18", backbone="resnet18_fpn", min_size=128, max_size=512, fpn_channels=128,
+        box_head="mlp2", representation_size=256, box_detections_per_img=30, **_SMALL_PROPOSALS, **_SMALL_ANCHORS,
+    ),
+    "mobilenet_v3": ModelConfig(
+        preset="mobilenet_v3", backbone="mobilenet_v3_fpn", min_size=160, max_size=640, fpn_channels=128,
+        anchor_sizes=((32,), (64,), (128,)), aspect_ratios=(1.0, 1.6, 2.4),
+        roi_featmap_names=("0", "1"), box_head="mlp2", representation_size=256, box_detections_per_img=30,
+        trainable_backbone_layers=6, **_SMALL_PROPOSALS,
+    ),
+    "effnet_lite0": ModelConfig(
+        preset="effnet_lite0", backbone="efficientnet_lite0_fpn", min_size=128, max_size=512, fpn_channels=96,
+        anchor_sizes=((32,), (64,), (128,), (256,)), aspect_ratios=(1.0, 1.6, 2.4),
+        roi_featmap_names=("0", "1", "2"), box_head="mlp2", representation_size=256, box_detections_per_img=30,
+        **_SMALL_PROPOSALS,
+    ),
+}
+
+
+def get_preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}") from None
+
+
+# ----------------------------------------------------------------------------------------------- weights
+def _hub_file_hint(enum_value: Any) -> str:
+    url = enum_value.url
+    target = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+    return f"put the file {url.rsplit('/', 1)[-1]} (from {url}) at {target}"
+
+
+def fetch_torchvision_state_dict(enum_value: Any) -> dict[str, torch.Tensor]:
+    """torchvision weight enums read torch's hub cache first, so this works offline when the file is there."""
+    try:
+        return enum_value.get_state_dict(progress=False, check_hash=False)
+    except Exception as err:  # URLError, HTTPError, socket errors: all mean "not available here"
+        raise WeightsUnavailableError(
+            f"pretrained weights {enum_value} are not in torch's hub cache and cannot be downloaded "
+            f"({type(err).__name__}: {err}); {_hub_file_hint(enum_value)}, or use weights=none"
+        ) from err
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A user-supplied weights file: safetensors, or a torch file loaded with weights_only (never arbitrary pickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file {path} not found (weights= takes none, imagenet, coco or a path)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsUnavailableError(
+            f"{path}: not a tensor-only weights file ({type(err).__name__}: {str(err)[:200]}); refusing to unpickle it"
+        ) from err
+    for key in ("model", "state_dict", "model_state"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsUnavailableError(f"{path}: expected a state dict of tensors")
+    return obj
+
+
+def _norm_layer(pretrained: bool) -> type[nn.Module]:
+    # Pretrained statistics are frozen (tiny batches would ruin them); from scratch BN must learn them.
+    return misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+
+
+def _build_backbone(config: ModelConfig, weights: str) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
+    from torchvision.models import mobilenet_v3_large, resnet18, resnet50
+    from torchvision.models import MobileNet_V3_Large_Weights, ResNet18_Weights, ResNet50_Weights
+
+    imagenet = weights == "imagenet"
+    trainable = config.trainable_backbone_layers
+    if config.backbone == "efficientnet_lite0_fpn":
+        from detector.backbones.efficientnet_lite import efficientnet_lite_fpn, preprocessing
+
+        backbone = efficientnet_lite_fpn(
+            variant="lite0", weights="imagenet" if imagenet else "none", fpn_channels=config.fpn_channels,
+            **config.extra.get("backbone_kwargs", {}),
+        )
+        mean, std = preprocessing("lite0")
+        return backbone, tuple(mean), tuple(std)
+    if config.backbone in ("resnet50_fpn_v2", "resnet18_fpn"):
+        is_50 = config.backbone == "resnet50_fpn_v2"
+        enum = ResNet50_Weights.IMAGENET1K_V1 if is_50 else ResNet18_Weights.IMAGENET1K_V1
+        # torchvision's resnet50_fpn_v2 uses plain BatchNorm even when pretrained; keep that for the seed.
+        net = (resnet50 if is_50 else resnet18)(weights=None, norm_layer=nn.BatchNorm2d if is_50 else _norm_layer(imagenet))
+        if imagenet:
+            net.load_state_dict(fetch_torchvision_state_dict(enum))
+        return _resnet_fpn(net, trainable, config.fpn_channels, fpn_norm=nn.BatchNorm2d if is_50 else None), \
+            IMAGENET_MEAN, IMAGENET_STD
+    if config.backbone == "mobilenet_v3_fpn":
+        net = mobilenet_v3_large(weights=None, norm_layer=_norm_layer(imagenet))
+        if imagenet:
+            net.load_state_dict(fetch_torchvision_state_dict(MobileNet_V3_Large_Weights.IMAGENET1K_V1))
+        return _mobilenet_extractor(net, True, min(trainable, 6)), IMAGENET_MEAN, IMAGENET_STD
+    raise ValueError(f"unknown backbone {config.backbone!r}")
+
+
+def _resnet_fpn(net: nn.Module, trainable_layers: int, out_channels: int, fpn_norm: Any) -> BackboneWithFPN:
+    """torchvision's _resnet_fpn_extractor with a configurable FPN width (light presets use 128, not 256)."""
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_backbone_layers must be in 0..5 for ResNets, got {trainable_layers}")
+    layers_to_train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    if trainable_layers == 5:
+        layers_to_train.append("bn1")
+    for name, parameter in net.named_parameters():
+        if all(not name.startswith(layer) for layer in layers_to_train):
+            parameter.requires_grad_(False)
+    stage_channels = [net.inplanes // 8 * 2**i for i in range(4)]  # inplanes is layer4's width after building
+    return BackboneWithFPN(
+        net, {f"layer{i + 1}": str(i) for i in range(4)}, stage_channels, out_channels,
+        extra_blocks=LastLevelMaxPool(), norm_layer=fpn_norm,
+    )
+
+
+def _coco_state_dict(config: ModelConfig) -> dict[str, torch.Tensor]:
+    if config.backbone != "resnet50_fpn_v2":
+        raise WeightsUnavailableError(f"weights=coco exists only for resnet50_fpn_v2 presets, not {config.backbone}")
+    from torchvision.models.detection import FasterRCNN_ResNet50_FPN_V2_Weights
+
+    state = fetch_torchvision_state_dict(FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1)
+    # the RPN head (4 anchors per location, not 3) and the 11-class predictor are new
+    return {k: v for k, v in state.items() if not k.startswith(("rpn.head.", "roi_heads.box_predictor."))}
+
+
+def build_model(config: ModelConfig, weights: str = "none") -> FasterRCNN:
+    """Build the detector for `config`; `weights` is none | imagenet (backbone) | coco (whole net) | a file path."""
+    config.validate()
+    is_path = weights not in WEIGHT_CHOICES
+    backbone, mean, std = _build_backbone(config, "imagenet" if weights == "imagenet" else "none")
+    anchor_generator = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * len(config.anchor_sizes))
+    rpn_head = RPNHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0])
+    roi_pool = MultiScaleRoIAlign(list(config.roi_featmap_names), config.roi_output_size, config.roi_sampling_ratio)
+    resolution = config.roi_output_size
+    if config.box_head == "conv4fc1":
+        box_head: nn.Module = FastRCNNConvFCHead(
+            (backbone.out_channels, resolution, resolution), [256, 256, 256, 256], [config.representation_size],
+            norm_layer=nn.BatchNorm2d,
+        )
+    elif config.box_head == "mlp2":
+        box_head = TwoMLPHead(backbone.out_channels * resolution**2, config.representation_size)
+    else:
+        raise ValueError(f"unknown box_head {config.box_head!r}; choose conv4fc1 or mlp2")
+    model = FasterRCNN(
+        backbone,
+        num_classes=None,
+        min_size=config.min_size,
+        max_size=config.max_size,
+        image_mean=list(mean),
+        image_std=list(std),
+        rpn_anchor_generator=anchor_generator,
+        rpn_head=rpn_head,
+        rpn_pre_nms_top_n_train=config.rpn_pre_nms_top_n_train,
+        rpn_pre_nms_top_n_test=config.rpn_pre_nms_top_n_test,
+        rpn_post_nms_top_n_train=config.rpn_post_nms_top_n_train,
+        rpn_post_nms_top_n_test=config.rpn_post_nms_top_n_test,
+        rpn_batch_size_per_image=config.rpn_batch_size_per_image,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(config.representation_size, config.num_classes),
+        box_batch_size_per_image=config.box_batch_size_per_image,
+        box_positive_fraction=config.box_positive_fraction,
+        box_detections_per_img=config.box_detections_per_img,
+    )
+    if weights == "coco":
+        model.load_state_dict(_coco_state_dict(config), strict=False)
+    elif is_path:
+        state = load_state_dict_file(weights)
+        result = model.load_state_dict(state, strict=False)
+        if len(result.missing_keys) == len(model.state_dict()):
+            raise WeightsUnavailableError(f"{weights}: none of its tensors match a {config.preset} model")
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "ModelConfig", "PRESETS", "get_preset", "build_model", "WeightsUnavailableError", "load_state_dict_file",
+    "count_parameters",
+]
