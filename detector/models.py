@@ -179,10 +179,17 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} not found (weights= takes none, imagenet, coco or a path)")
-    if path.suffix == ".safetensors":
+    head = path.read_bytes()[:4] if path.stat().st_size >= 4 else b""
+    if head.startswith(b"\x80"):
+        raise WeightsUnavailableError(f"{path}: a raw pickle file; refusing to unpickle it (it could run code)")
+    if not head.startswith(b"PK"):  # not a torch zip archive: must be safetensors
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise WeightsUnavailableError(f"{path}: neither a safetensors nor a torch weights file ({err})") from err
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:

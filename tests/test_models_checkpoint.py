@@ -1,0 +1,130 @@
+"""Presets build, checkpoints round-trip, and bad checkpoint files are refused with a clear message."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from detector.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint, update_meta
+from detector.models import PRESETS, WeightsUnavailableError, build_model, get_preset
+from detector.predictor import Predictor
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_builds_a_faster_rcnn_that_trains_and_predicts(name: str) -> None:
+    from torchvision.models.detection import FasterRCNN
+
+    config = get_preset(name).replace(min_size=64, max_size=128)
+    model = build_model(config)
+    assert isinstance(model, FasterRCNN)
+    assert model.roi_heads.box_predictor.cls_score.out_features == 11
+    model.train()
+    target = {"boxes": torch.tensor([[10.0, 5.0, 22.0, 40.0]]), "labels": torch.tensor([4])}
+    losses = model([torch.rand(3, 47, 104)], [target])
+    assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 47, 104)])[0]
+    assert out["boxes"].shape[1] == 4
+
+
+def test_seed_preset_is_the_reference_recipe() -> None:
+    model = build_model(get_preset("seed"))
+    anchors = model.rpn.anchor_generator
+    assert anchors.sizes == ((4,), (8,), (12,), (24,), (48,))
+    assert anchors.aspect_ratios == ((0.5, 1.0, 1.5, 2.0),) * 5
+    assert model.rpn.head.cls_logits.out_channels == 4
+    assert model.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2", "3"]
+    assert model.roi_heads.box_roi_pool.output_size == (7, 7)
+    assert model.roi_heads.box_roi_pool.sampling_ratio == 2
+    assert model.roi_heads.fg_bg_sampler.positive_fraction == 0.25
+    assert (model.transform.min_size, model.transform.max_size) == ((800,), 1333)
+
+
+def test_pretrained_weights_unavailable_offline_say_where_to_put_the_file(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache: nothing to find, no network either
+    with pytest.raises(WeightsUnavailableError, match=r"put the file resnet18-.*\.pth .* at .*checkpoints"):
+        build_model(get_preset("resnet18"), weights="imagenet")
+
+
+def test_checkpoint_round_trip_preserves_weights_and_metadata(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    loaded = load_checkpoint(tiny_checkpoint)
+    meta = loaded.meta
+    assert meta.config.preset == "resnet18" and meta.config.min_size == 64
+    assert meta.class_names == [str(d) for d in range(10)] and meta.code_version
+    copy = tmp_path / "copy.safetensors"
+    save_checkpoint(copy, loaded.model.state_dict(), meta)
+    again = load_checkpoint(copy)
+    for (k, a), (_, b) in zip(loaded.model.state_dict().items(), again.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    update_meta(copy, thresholds={"number_score": 0.42}, metrics={"AP": 0.5})
+    assert read_meta(copy).thresholds["number_score"] == 0.42 and read_meta(copy).thresholds["nms_iou"] == 0.5
+    assert read_meta(copy).metrics == {"AP": 0.5}
+
+
+def test_half_precision_checkpoint_loads_as_float32(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    loaded = load_checkpoint(tiny_checkpoint)
+    half = tmp_path / "half.safetensors"
+    save_checkpoint(half, loaded.model.state_dict(), loaded.meta, half=True)
+    assert half.stat().st_size < tiny_checkpoint.stat().st_size * 0.6
+    model = load_checkpoint(half).model
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+class _Exploit:
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {os.environ['EXPLOIT_MARKER']}",))
+
+
+def test_malicious_pickle_is_refused_and_never_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("EXPLOIT_MARKER", str(marker))
+    for name, writer in (("raw.safetensors", lambda f: pickle.dump(_Exploit(), f)),
+                         ("torch.pt", lambda f: torch.save({"model": _Exploit()}, f))):
+        path = tmp_path / name
+        with path.open("wb") as f:
+            writer(f)
+        with pytest.raises(CheckpointError, match="pickle"):
+            load_checkpoint(path)
+        with pytest.raises(WeightsUnavailableError, match="refusing to unpickle"):
+            build_model(get_preset("resnet18"), weights=str(path))
+    assert not marker.exists()
+
+
+def test_corrupt_truncated_foreign_and_mismatched_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    data = tiny_checkpoint.read_bytes()
+    (tmp_path / "trunc.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated|corrupt"):
+        load_checkpoint(tmp_path / "trunc.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(os.urandom(4096))
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load_checkpoint(tmp_path / "junk.safetensors")
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
+        load_checkpoint(tmp_path / "foreign.safetensors")
+    state = load_checkpoint(tiny_checkpoint).model.state_dict()
+    state.pop(next(iter(state)))
+    save_checkpoint(tmp_path / "mismatch.safetensors", state, CheckpointMeta(config=get_preset("resnet18")))
+    with pytest.raises(CheckpointError, match="do not match a 'resnet18' model"):
+        load_checkpoint(tmp_path / "mismatch.safetensors")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_predictor_keeps_raw_candidates_in_original_pixels(tiny_checkpoint: Path) -> None:
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu")
+    images = [Image.new("RGB", (104, 47), (200, 200, 200)), Image.new("L", (300, 90), 30)]
+    candidates = predictor.candidates(images)
+    assert len(candidates) == 2
+    for det, image in zip(candidates, images):
+        assert det.boxes.shape[1] == 4 and det.labels.dtype == torch.int64
+        assert bool((det.scores >= predictor.score_floor).all())
+        assert bool((det.boxes[:, 2] <= image.width + 1e-3).all() and (det.boxes[:, 3] <= image.height + 1e-3).all())
+        assert bool(((det.labels >= 1) & (det.labels <= 10)).all())
