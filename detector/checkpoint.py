@@ -25,6 +25,7 @@ from detector.categories import CLASS_NAMES
 from detector.models import ModelConfig, build_model
 
 FORMAT_ID = "hw2-digit-detector/1"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.safetensors"
 DEFAULT_THRESHOLDS = {"score": 0.5, "nms_iou": 0.5, "number_score": 0.7, "class_agnostic": False}
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # raw pickle protocol 2+ / torch zip archive
 

@@ -1,0 +1,167 @@
+"""`python -m detector predict|evaluate|info|convert`: the command line for trained checkpoints.
+
+predict writes Task 1's pred.json (every detection above a low floor after NMS: cutting the JSON at the
+display threshold would cost mAP) and Task 2's pred.csv (numbers read at the checkpoint's calibrated number
+threshold unless --number-threshold is given).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, CheckpointMeta, read_meta, save_checkpoint
+from detector.hw2 import AnnotationError, list_images, load_split
+from detector.images import ImageLoadError
+from detector.models import WeightsUnavailableError
+
+JSON_SCORE_FLOOR = 0.05
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
+                   help=f"checkpoint file (.safetensors); default: the shipped {DEFAULT_CHECKPOINT.name}")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--nms-iou", type=float, default=None, help="NMS IoU threshold (default: the checkpoint's)")
+    p.add_argument("--class-agnostic", action="store_true", default=None,
+                   help="suppress overlapping boxes across classes (digits never overlap)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m detector", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("predict", help="write pred.json and pred.csv for a folder of images")
+    _add_common(p)
+    p.add_argument("--images", type=Path, required=True, help="folder of <id>.png images (e.g. DATA/test)")
+    p.add_argument("--out", type=Path, required=True, help="output folder for pred.json and pred.csv")
+    p.add_argument("--score-floor", type=float, default=JSON_SCORE_FLOOR,
+                   help=f"lowest score written to pred.json (default {JSON_SCORE_FLOOR})")
+    p.add_argument("--number-threshold", type=float, default=None,
+                   help="score threshold for reading numbers into pred.csv (default: the checkpoint's calibrated one)")
+
+    p = sub.add_parser("evaluate", help="COCO mAP (12 stats) and number accuracy on a labelled split")
+    _add_common(p)
+    p.add_argument("--data", type=Path, required=True, help="HW2 data folder with valid.json and valid/")
+    p.add_argument("--split", default="valid", choices=("train", "valid"))
+    p.add_argument("--backend", default="pycocotools", choices=("pycocotools", "faster_coco_eval"))
+    p.add_argument("--number-threshold", type=float, default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+
+    p = sub.add_parser("info", help="print a checkpoint's metadata (without loading its weights)")
+    p.add_argument("checkpoint", type=Path)
+
+    p = sub.add_parser("convert", help="turn a trusted tensors-only state dict (.pt/.pth) into a checkpoint")
+    p.add_argument("--weights", type=Path, required=True, help="state dict file, loaded with weights_only=True")
+    p.add_argument("--preset", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    return parser
+
+
+def _thresholds(args: argparse.Namespace, meta: CheckpointMeta) -> tuple[float, bool, float]:
+    t = meta.thresholds
+    nms_iou = t["nms_iou"] if args.nms_iou is None else args.nms_iou
+    agnostic = bool(t.get("class_agnostic", False)) if args.class_agnostic is None else True
+    number = t["number_score"] if args.number_threshold is None else args.number_threshold
+    return float(nms_iou), agnostic, float(number)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from detector.number import read_number
+    from detector.predictor import Predictor
+    from detector.refilter import refilter
+    from detector.results_io import write_pred_csv, write_pred_json
+
+    items = list_images(args.images)
+    if not items:
+        raise AnnotationError(f"{args.images}: no images found (.png/.jpg)")
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    nms_iou, agnostic, number_threshold = _thresholds(args, predictor.meta)
+    detections, readings, failed = {}, {}, []
+    for image_id, result in predictor.candidates_for_paths(items, args.batch_size, progress=not args.no_progress):
+        if isinstance(result, Exception):
+            failed.append(str(result))
+            readings[image_id] = -1
+            continue
+        final = refilter(result, args.score_floor, nms_iou, agnostic)
+        detections[image_id] = final
+        readings[image_id] = read_number(final, number_threshold)
+    ids = [i for i, _ in items]
+    json_path = write_pred_json(args.out / "pred.json", detections, image_ids=ids)
+    csv_path = write_pred_csv(args.out / "pred.csv", readings, image_ids=ids)
+    n_boxes = sum(len(d) for d in detections.values())
+    print(f"wrote {json_path} ({n_boxes} boxes, score >= {args.score_floor}) and {csv_path} "
+          f"({len(ids)} rows, number threshold {number_threshold:.2f}, NMS IoU {nms_iou:.2f}"
+          f"{', class-agnostic' if agnostic else ''})")
+    for message in failed:
+        print(f"warning: skipped unreadable image (pred_label -1): {message}", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from detector.coco_eval import STAT_NAMES, evaluate_coco, number_accuracy
+    from detector.predictor import Predictor
+    from detector.refilter import refilter_many
+
+    split = load_split(args.data, args.split)
+    print(split.report.summary())
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    nms_iou, agnostic, number_threshold = _thresholds(args, predictor.meta)
+    candidates = {}
+    for image_id, result in predictor.candidates_for_paths(((r.image_id, r.path) for r in split.records),
+                                                           args.batch_size, progress=not args.no_progress,
+                                                           total=len(split)):
+        if isinstance(result, Exception):
+            print(f"warning: {result}", file=sys.stderr)
+            continue
+        candidates[image_id] = result
+    final = refilter_many(candidates, JSON_SCORE_FLOOR, nms_iou, agnostic)
+    metrics = evaluate_coco(split.to_coco(), final, backend=args.backend)
+    accuracy = number_accuracy(split.records, final, number_threshold)
+    width = max(len(n) for n in STAT_NAMES)
+    for name in STAT_NAMES:
+        print(f"{name:<{width}}  {metrics[name]:.4f}")
+    print(f"{'number accuracy':<{width}}  {accuracy:.4f}  (number threshold {number_threshold:.2f})")
+    if args.json:
+        args.json.write_text(json.dumps({**metrics.stats, "number_accuracy": accuracy}, indent=2))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    meta = read_meta(args.checkpoint)
+    print(json.dumps({"config": meta.config.to_dict(), "class_names": meta.class_names,
+                      "thresholds": meta.thresholds, "metrics": meta.metrics, "training": meta.training,
+                      "code_version": meta.code_version, "created": meta.created}, indent=2))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from detector.checkpoint import load_checkpoint
+    from detector.models import build_model, get_preset
+
+    config = get_preset(args.preset)
+    model = build_model(config, weights=str(args.weights))
+    path = save_checkpoint(args.out, model.state_dict(), CheckpointMeta(config=config,
+                           training={"converted_from": str(args.weights)}))
+    load_checkpoint(path)  # prove it loads strictly
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info, "convert": cmd_convert}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (CheckpointError, AnnotationError, ImageLoadError, WeightsUnavailableError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written for this run", file=sys.stderr)
+        return 130
