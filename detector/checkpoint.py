@@ -129,8 +129,6 @@ def _sniff(path: Path) -> None:
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     size = path.stat().st_size
-    if size < 16:
-        raise CheckpointError(f"{path}: only {size} bytes; not a checkpoint (truncated?)")
     with path.open("rb") as f:
         head = f.read(8)
     if head.startswith(_PICKLE_MAGIC):
@@ -139,6 +137,8 @@ def _sniff(path: Path) -> None:
             "loaded, so this project refuses them; convert trusted weights with "
             "`python -m detector convert` or pass them as weights=PATH to training (loaded tensors-only)."
         )
+    if size < 16:
+        raise CheckpointError(f"{path}: only {size} bytes; not a checkpoint (truncated?)")
     header_len = int.from_bytes(head, "little")
     if 0 < header_len <= 100_000_000 and header_len > size - 8:
         raise CheckpointError(f"{path}: truncated checkpoint (header says {header_len:,} bytes, file has {size:,})")
