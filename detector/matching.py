@@ -41,7 +41,7 @@ BACKGROUND_INDEX = NUM_DIGITS  # row/column of the confusion matrix for backgrou
 CONFUSION_LABELS: tuple[str, ...] = CLASS_NAMES + ("background",)
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays
 class ImageMatch:
     """One image's predictions judged against its ground truth; arrays are indexed like the inputs."""
 

@@ -25,7 +25,7 @@ def number_value(text: str) -> int:
     return int(text) if text and text != str(NO_NUMBER) else NO_NUMBER
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # holds tensors: compare .text / .value
 class NumberReading:
     """One image's number. `digits` are the detections used, left to right (for drawing)."""
 
