@@ -5,6 +5,8 @@ from detector.backbones.efficientnet_lite import (
     BackboneWeightsError,
     backbone_feature_strides,
     efficientnet_lite_fpn,
+    preprocessing,
 )
 
-__all__ = ["IMAGE_MEAN", "IMAGE_STD", "BackboneWeightsError", "backbone_feature_strides", "efficientnet_lite_fpn"]
+__all__ = ["IMAGE_MEAN", "IMAGE_STD", "BackboneWeightsError", "backbone_feature_strides", "efficientnet_lite_fpn",
+           "preprocessing"]

@@ -94,6 +94,12 @@ def _stage_specs(variant: str) -> list[tuple[str, int, int, int, int, int, int]]
     return specs
 
 
+def preprocessing(variant: str = "lite0") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(image_mean, image_std) for FasterRCNN: every Lite variant was trained with the same TF normalisation."""
+    _stage_specs(variant)  # validates the name
+    return IMAGE_MEAN, IMAGE_STD
+
+
 def group_channels(variant: str = "lite0") -> dict[str, int]:
     """Output channels of each body group (stride4/8/16/32...), i.e. the FPN's input widths."""
     return {group: cout for group, _, _, _, _, _, cout in _stage_specs(variant)}
