@@ -137,7 +137,7 @@ PRESETS: dict[str, ModelConfig] = {
     ),
     "mobilenet_v3": ModelConfig(
         # its FPN levels have strides 32/32/64, too coarse for small inputs: 256 px, anchors refined by training.stats
-        preset="mobilenet_v3", backbone="mobilenet_v3_fpn", min_size=256, max_size=1024, fpn_channels=128,
+        preset="mobilenet_v3", backbone="mobilenet_v3_fpn", min_size=256, max_size=1024, fpn_channels=256,
         anchor_sizes=((91,), (123,), (163,)), aspect_ratios=(1.58, 2.22, 2.95),
         roi_featmap_names=("0", "1"), box_head="mlp2", representation_size=256, box_detections_per_img=30,
         trainable_backbone_layers=6, **_SMALL_PROPOSALS,
