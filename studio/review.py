@@ -1,0 +1,297 @@
+"""Annotation review: likely label errors, a reviewer's decisions, and a corrected COCO export.
+
+Decisions go to an append-only JSON-lines file next to the data (DATA/valid.review.jsonl), one record per
+decision with a timestamp, written as each decision is made. Why append-only: the original annotation file
+is never touched, a restart loses nothing, and the file is its own audit trail. Several browser tabs (or
+processes) can review at once: every append holds an exclusive `fcntl` lock, every read a shared one, and
+every action re-reads the file, so nobody's decisions are lost; for one suggestion the last decision wins.
+When the data folder is read-only the file goes to the user data dir and `ReviewStore.note` says where.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from detector.boxes import xyxy_to_xywh
+from detector.categories import category_to_digit, coco_categories, is_category_id
+from detector.checkpoint import atomic_write
+from detector.hw2 import ImageRecord
+from detector.detections import Detections
+from detector.matching import AnnotationSuspect, find_annotation_suspects, match_records
+from detector.refilter import refilter_many
+from studio.paths import user_data_dir
+
+REVIEW_SUFFIX = ".review.jsonl"
+DECISIONS = ("accept", "reject", "edit", "delete")
+KIND_TEXT = {
+    "missing_annotation": "unlabelled digit?",
+    "wrong_label": "wrong label?",
+    "loose_box": "box too loose?",
+    "tight_box": "box too tight?",
+}
+
+
+class ReviewError(ValueError):
+    """A decision that cannot be recorded as asked (bad box, bad class, unknown decision)."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One likely annotation error with the model's proposed fix; `id` is stable across restarts."""
+
+    id: str
+    image_id: int
+    kind: str
+    gt_index: int  # index into the record's boxes; -1 for a missing annotation
+    box: tuple[float, float, float, float]  # suggested xyxy
+    category_id: int
+    confidence: float
+    original_box: tuple[float, float, float, float] | None
+    original_category_id: int | None
+
+    def describe(self) -> str:
+        digit = category_to_digit(self.category_id)
+        if self.kind == "missing_annotation":
+            return f"add digit {digit} (model {self.confidence:.2f})"
+        if self.kind == "wrong_label":
+            return f"digit {category_to_digit(self.original_category_id)} → {digit} (model {self.confidence:.2f})"
+        return f"{KIND_TEXT[self.kind]} refit digit {digit}'s box (model {self.confidence:.2f})"
+
+    def changes(self) -> dict[str, Any]:
+        """What accepting it changes: a new box, a new class, or a new box and class (added digit)."""
+        if self.kind == "missing_annotation":
+            return {"box": list(self.box), "category_id": self.category_id}
+        if self.kind == "wrong_label":
+            return {"category_id": self.category_id}
+        return {"box": list(self.box)}
+
+
+def suggestion_id(s: AnnotationSuspect) -> str:
+    if s.gt_index >= 0:  # matching makes at most one suggestion per ground-truth box and kind
+        return f"{s.image_id}:{s.kind}:{s.gt_index}"
+    return f"{s.image_id}:{s.kind}:" + ",".join(f"{v:.0f}" for v in s.box)
+
+
+def make_suggestions(suspects: Iterable[AnnotationSuspect], records: Sequence[ImageRecord]) -> list[Suggestion]:
+    by_id = {r.image_id: r for r in records}
+    out, seen = [], set()
+    for s in suspects:
+        sid = suggestion_id(s)
+        if sid in seen:
+            continue
+        seen.add(sid)
+        r = by_id[s.image_id]
+        has_gt = 0 <= s.gt_index < len(r.category_ids)
+        out.append(Suggestion(
+            id=sid, image_id=s.image_id, kind=s.kind, gt_index=s.gt_index, box=tuple(float(v) for v in s.box),
+            category_id=int(s.category_id), confidence=float(s.confidence),
+            original_box=tuple(float(v) for v in r.boxes[s.gt_index]) if has_gt else None,
+            original_category_id=int(r.category_ids[s.gt_index]) if has_gt else None,
+        ))
+    return out
+
+
+def find_suggestions(records: Sequence[ImageRecord], candidates: Mapping[int, Detections], score: float,
+                     nms_iou: float, class_agnostic: bool = False, min_score: float = 0.9) -> list[Suggestion]:
+    """Likely annotation errors where the model, at `min_score` or more, disagrees with the labels."""
+    final = refilter_many({r.image_id: candidates[r.image_id] for r in records}, min(score, min_score), nms_iou,
+                          class_agnostic)
+    return make_suggestions(find_annotation_suspects(match_records(records, final), min_score=min_score), records)
+
+
+@dataclass(frozen=True)
+class Decision:
+    suggestion_id: str
+    image_id: int
+    gt_index: int
+    kind: str
+    decision: str
+    changes: dict[str, Any] = field(default_factory=dict)  # applied on export: 'box' (xyxy) / 'category_id'
+    time: str = ""
+    author: str = ""
+    suggested: dict[str, Any] = field(default_factory=dict)  # what the model proposed (audit trail)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Decision":
+        return cls(suggestion_id=str(data["suggestion_id"]), image_id=int(data["image_id"]),
+                   gt_index=int(data["gt_index"]), kind=str(data["kind"]), decision=str(data["decision"]),
+                   changes=dict(data.get("changes") or {}), time=str(data.get("time", "")),
+                   author=str(data.get("author", "")), suggested=dict(data.get("suggested") or {}))
+
+
+def parse_box(text: str | Sequence[float], width: int | None = None, height: int | None = None) -> list[float]:
+    """'x1, y1, x2, y2' (pixels) -> a valid xyxy box, or ReviewError saying what is wrong."""
+    if isinstance(text, str):
+        parts = [p for p in text.replace("[", " ").replace("]", " ").replace(",", " ").split() if p]
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            raise ReviewError(f"box {text!r}: expected four numbers x1, y1, x2, y2") from None
+    else:
+        values = [float(v) for v in text]
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise ReviewError(f"box {text!r}: expected four numbers x1, y1, x2, y2")
+    x1, y1, x2, y2 = values
+    if x2 <= x1 or y2 <= y1:
+        raise ReviewError(f"box {values}: x2 must be > x1 and y2 > y1")
+    if width is not None and height is not None and (x1 < 0 or y1 < 0 or x2 > width or y2 > height):
+        raise ReviewError(f"box {values} is outside the {width}x{height} image")
+    return values
+
+
+class ReviewStore:
+    """The append-only decision log of one annotation file."""
+
+    def __init__(self, path: Path, note: str = "") -> None:
+        self.path = Path(path)
+        self.note = note or f"Review decisions are saved to `{self.path}`."
+        self.skipped_lines = 0
+
+    @classmethod
+    def beside(cls, annotation_file: Path) -> "ReviewStore":
+        """DATA/valid.json -> DATA/valid.review.jsonl, or the user data dir when DATA cannot be written."""
+        annotation_file = Path(annotation_file)
+        preferred = annotation_file.with_name(annotation_file.stem + REVIEW_SUFFIX)
+        if _can_append(preferred):
+            return cls(preferred)
+        tag = hashlib.sha1(str(annotation_file.resolve()).encode()).hexdigest()[:10]
+        fallback = user_data_dir() / "reviews" / f"{annotation_file.stem}-{tag}{REVIEW_SUFFIX}"
+        if not _can_append(fallback):
+            raise ReviewError(f"cannot write review decisions to {preferred} nor to {fallback}")
+        return cls(fallback, note=f"`{annotation_file.parent}` is read-only, so review decisions are saved to "
+                                   f"`{fallback}`.")
+
+    # ------------------------------------------------------------------ writing
+    def record(self, suggestion: Suggestion, decision: str, *, box: str | Sequence[float] | None = None,
+               category_id: int | None = None, image_size: tuple[int, int] | None = None,
+               author: str = "") -> Decision:
+        """Validate and append one decision; it is on disk (fsync'd) when this returns."""
+        if decision not in DECISIONS:
+            raise ReviewError(f"decision must be one of {DECISIONS}, got {decision!r}")
+        if decision == "accept":
+            changes = suggestion.changes()
+        elif decision == "reject":
+            changes = {}
+        elif decision == "delete":
+            if suggestion.gt_index < 0:
+                raise ReviewError("'delete' removes an existing ground-truth box; this suggestion has none (reject it)")
+            changes = {"delete": True}
+        else:
+            if box in (None, "") or category_id is None:
+                raise ReviewError("an edit needs a box 'x1, y1, x2, y2' and a digit")
+            category_id = int(category_id)
+            if not is_category_id(category_id):
+                raise ReviewError(f"category id {category_id} is not in 1..10 (1 is digit 0)")
+            changes = {"box": parse_box(box, *(image_size or (None, None))), "category_id": category_id}
+        entry = Decision(suggestion.id, suggestion.image_id, suggestion.gt_index, suggestion.kind, decision, changes,
+                         time=datetime.now(timezone.utc).isoformat(timespec="milliseconds"), author=author,
+                         suggested={"box": [round(v, 2) for v in suggestion.box], "category_id": suggestion.category_id,
+                                    "confidence": round(suggestion.confidence, 4)})
+        self._append(entry.to_json())
+        return entry
+
+    def _append(self, line: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+b") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                f.seek(0, os.SEEK_END)
+                if f.tell() > 0:  # after a crash mid-line, start a fresh line rather than glue onto it
+                    f.seek(-1, os.SEEK_END)
+                    if f.read(1) != b"\n":
+                        f.write(b"\n")
+                f.write(line.encode("utf-8") + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # ------------------------------------------------------------------ reading
+    def history(self) -> list[Decision]:
+        """Every decision in file order; unreadable lines (a torn write) are skipped and counted."""
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as f:
+            fcntl.flock(f, fcntl.LOCK_SH)
+            try:
+                data = f.read()
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+        out, skipped = [], 0
+        for raw in data.splitlines():
+            if not raw.strip():
+                continue
+            try:
+                out.append(Decision.from_dict(json.loads(raw)))
+            except (ValueError, KeyError, TypeError):
+                skipped += 1
+        self.skipped_lines = skipped
+        return out
+
+    def decisions(self) -> dict[str, Decision]:
+        """The latest decision per suggestion (re-read from disk: other tabs' decisions included)."""
+        latest: dict[str, Decision] = {}
+        for d in self.history():
+            latest.pop(d.suggestion_id, None)  # keep file order of the latest decisions for export
+            latest[d.suggestion_id] = d
+        return latest
+
+    # ------------------------------------------------------------------ export
+    def corrected_coco(self, records: Sequence[ImageRecord]) -> dict[str, Any]:
+        """The ground truth with every latest accepted / edited / delete decision applied."""
+        boxes = {r.image_id: [list(map(float, b)) for b in r.boxes] for r in records}
+        labels = {r.image_id: [int(c) for c in r.category_ids] for r in records}
+        deleted: dict[int, set[int]] = {r.image_id: set() for r in records}
+        for d in self.decisions().values():
+            if d.image_id not in boxes or not d.changes:
+                continue
+            if d.changes.get("delete"):
+                deleted[d.image_id].add(d.gt_index)
+            elif d.gt_index < 0:
+                boxes[d.image_id].append(list(d.changes["box"]))
+                labels[d.image_id].append(int(d.changes["category_id"]))
+            elif d.gt_index < len(boxes[d.image_id]):
+                if "box" in d.changes:
+                    boxes[d.image_id][d.gt_index] = list(d.changes["box"])
+                if "category_id" in d.changes:
+                    labels[d.image_id][d.gt_index] = int(d.changes["category_id"])
+        images, annotations = [], []
+        for r in records:
+            images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
+            for g, (box, cid) in enumerate(zip(boxes[r.image_id], labels[r.image_id])):
+                if g in deleted[r.image_id]:
+                    continue
+                x, y, w, h = xyxy_to_xywh(np.asarray([box], dtype=np.float32))[0].tolist()
+                annotations.append({"id": len(annotations) + 1, "image_id": r.image_id,
+                                    "bbox": [round(v, 3) for v in (x, y, w, h)], "category_id": cid,
+                                    "area": round(w * h, 3), "iscrowd": 0})
+        return {"images": images, "annotations": annotations, "categories": coco_categories()}
+
+    def export(self, records: Sequence[ImageRecord], out_path: Path | None = None) -> Path:
+        """Write the corrected COCO json (default: beside the review file, never over the original)."""
+        out_path = Path(out_path) if out_path else self.path.with_name(
+            self.path.name.removesuffix(REVIEW_SUFFIX) + ".corrected.json")
+        text = json.dumps(self.corrected_coco(records))
+        atomic_write(out_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return out_path
+
+
+def _can_append(path: Path) -> bool:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab"):
+            pass
+        return True
+    except OSError:
+        return False

@@ -1,0 +1,145 @@
+"""The validation views' logic: failure reports at given thresholds (cached), side-by-side inspection,
+and the threshold sweep whose best values can be saved into the checkpoint.
+
+A report is recomputed only when thresholds change (a few seconds for 3,340 images, model never run);
+a few recent ones are kept so that filtering the gallery or flicking a slider back costs nothing.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from detector.categories import category_to_digit
+from detector.coco_eval import ThresholdSweep, sweep_score_threshold
+from detector.images import ImageLoadError, load_rgb
+from detector.matching import ImageMatch
+from studio.drawing import display_scale, draw_ground_truth_side, draw_match_overlay, draw_prediction_side
+from studio.failures import ANY, ANY_ERROR, DEFAULT_BACKEND, FailureReport, build_report
+from studio.session import Progress, Studio, StudioError
+from studio.thresholds import Thresholds
+
+REPORTS_KEPT = 6
+GALLERY_LIMIT = 60
+THUMB_SHORT_SIDE = 150
+SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))  # number accuracy: cheap
+MAP_SWEEP_THRESHOLDS = SWEEP_THRESHOLDS[::2]  # mAP: one COCO evaluation each (~1 s for 3,340 images)
+PREDICTION_HEADERS = ["digit", "score", "kind", "IoU", "x1", "y1", "x2", "y2"]
+
+
+@dataclass
+class SweepResult:
+    accuracy: ThresholdSweep  # number accuracy on the fine grid
+    maps: ThresholdSweep  # mAP (and accuracy) on the coarse grid
+
+    def best(self, current: Thresholds) -> Thresholds:
+        """Number threshold at the best number accuracy, score threshold at the best mAP."""
+        points = [p for p in self.maps.points if p.mAP is not None]
+        score = max(points, key=lambda p: p.mAP).threshold if points else current.score
+        return Thresholds(score=float(score), nms_iou=current.nms_iou,
+                          number_score=float(self.accuracy.best_threshold), class_agnostic=current.class_agnostic)
+
+    def metrics(self, best: Thresholds, n_images: int, source: str) -> dict:
+        maps = [p.mAP for p in self.maps.points if p.mAP is not None]
+        return {"validation_sweep": {
+            "images": n_images, "data": source, "nms_iou": best.nms_iou, "class_agnostic": best.class_agnostic,
+            "best_number_score": best.number_score, "number_accuracy": self.accuracy.best_accuracy,
+            "best_score": best.score, "mAP": max(maps) if maps else None,
+        }}
+
+
+@dataclass
+class SideBySide:
+    prediction: Image.Image
+    ground_truth: Image.Image
+    match: ImageMatch
+    summary: str
+    rows: list[list]
+
+
+def _short(text: str, limit: int = 12) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class ValidationViews:
+    """What the Validation tab shows, shared by all browser sessions (reports are cached per thresholds)."""
+
+    def __init__(self, studio: Studio, backend: str = DEFAULT_BACKEND) -> None:
+        self.studio = studio
+        self.backend = backend
+        self._reports: OrderedDict[Thresholds, FailureReport] = OrderedDict()
+        self._lock = threading.Lock()
+        self._gt_coco: dict | None = None
+
+    def report(self, thresholds: Thresholds, progress: Progress | None = None) -> FailureReport:
+        """The report at these thresholds; predicts the validation set first if that never happened."""
+        with self._lock:
+            if thresholds in self._reports:
+                self._reports.move_to_end(thresholds)
+                return self._reports[thresholds]
+        state = self.studio.validation(progress)
+        records = self.studio.records
+        if self._gt_coco is None:
+            from detector.hw2 import records_to_coco
+
+            self._gt_coco = records_to_coco(records)
+        report = build_report(records, state.candidates, thresholds, backend=self.backend, gt_coco=self._gt_coco)
+        with self._lock:
+            self._reports[thresholds] = report
+            while len(self._reports) > REPORTS_KEPT:
+                self._reports.popitem(last=False)
+        return report
+
+    def _image(self, image_id: int) -> Image.Image:
+        record = self.studio.record(image_id)
+        try:
+            return load_rgb(record.path)
+        except ImageLoadError:
+            return Image.new("RGB", (max(record.width, 1), max(record.height, 1)), "#888888")
+
+    def gallery(self, report: FailureReport, failure_type: str = ANY_ERROR, digit: str = ANY,
+                limit: int = GALLERY_LIMIT) -> tuple[list[tuple[Image.Image, str]], list[int], int]:
+        """Thumbnails of the worst matching images, their ids (for click-through) and the total matching."""
+        chosen = report.select(failure_type, digit)
+        items, ids = [], []
+        for m in chosen[:limit]:
+            image = self._image(m.image_id)
+            scale = display_scale(*image.size, short_side=THUMB_SHORT_SIDE, long_side=400)
+            mark = "✓" if m.number_correct else "✗"
+            items.append((draw_match_overlay(image, m, scale=scale),
+                          f"#{m.image_id} {mark} read {_short(m.number_read)} / true {m.number_true}"))
+            ids.append(m.image_id)
+        return items, ids, len(chosen)
+
+    def side_by_side(self, image_id: int, thresholds: Thresholds, progress: Progress | None = None) -> SideBySide:
+        report = self.report(thresholds, progress)
+        match = report.by_id.get(int(image_id))
+        if match is None:
+            raise StudioError(f"image id {image_id} is not in the validation set")
+        image = self._image(match.image_id)
+        mark = "✓ right" if match.number_correct else "✗ wrong"
+        counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in match.counts.items() if n)
+        summary = (f"### Image {match.image_id}: number read **{_short(match.number_read, 24)}** vs true "
+                   f"**{match.number_true}** ({mark})\n{counts or 'no boxes'}; severity {match.severity:.2f}")
+        rows = []
+        for p, kind in enumerate(match.kinds):
+            rows.append([category_to_digit(int(match.pred.labels[p])), round(float(match.pred.scores[p]), 3),
+                         kind.replace("_", " "), round(float(match.iou[p]), 3),
+                         *(round(float(v), 1) for v in match.pred.boxes[p])])
+        for g in match.missed.tolist():
+            rows.append([category_to_digit(int(match.gt_labels[g])), None, "missed (ground truth)", None,
+                         *(round(float(v), 1) for v in match.gt_boxes[g])])
+        return SideBySide(draw_prediction_side(image, match), draw_ground_truth_side(image, match), match, summary, rows)
+
+    def sweep(self, thresholds: Thresholds, progress: Progress | None = None) -> SweepResult:
+        state = self.studio.validation(progress)
+        records, candidates = self.studio.records, state.candidates
+
+        def run(grid: tuple[float, ...], with_map: bool) -> ThresholdSweep:
+            return sweep_score_threshold(records, candidates, grid, thresholds.nms_iou, thresholds.class_agnostic,
+                                         with_map=with_map, backend=self.backend)
+
+        return SweepResult(accuracy=run(SWEEP_THRESHOLDS, False), maps=run(MAP_SWEEP_THRESHOLDS, True))
