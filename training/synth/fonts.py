@@ -1,0 +1,174 @@
+"""Typefaces the generator can draw digits in, and per-process caches of their glyph masks.
+
+Real house numbers come in every typeface, so the generator draws from all it can find offline:
+the DejaVu / STIX / Computer Modern TrueType files matplotlib ships, any TrueType/OpenType file under
+/usr/share/fonts, and OpenCV's single-stroke Hershey faces (which look like painted or stencilled
+numbers). A font is only used if it draws ten distinct, non-empty, equal-height digits, which drops
+symbol fonts, empty "Display" stubs and old-style figures without a hand-kept list.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+GLYPH_PX = 96  # ink height of a cached digit; placed glyphs are resized from this
+DIGITS = "0123456789"
+# letters that cannot pass for a digit: unlabelled distractors (suffixes like "12A", street names)
+DISTRACTOR_LETTERS = "ACEFHJKMNPRUVWXY"
+SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"),)
+HERSHEY_FACES = {
+    "SIMPLEX": cv2.FONT_HERSHEY_SIMPLEX, "PLAIN": cv2.FONT_HERSHEY_PLAIN, "DUPLEX": cv2.FONT_HERSHEY_DUPLEX,
+    "COMPLEX": cv2.FONT_HERSHEY_COMPLEX, "TRIPLEX": cv2.FONT_HERSHEY_TRIPLEX,
+    "COMPLEX_SMALL": cv2.FONT_HERSHEY_COMPLEX_SMALL, "SCRIPT_SIMPLEX": cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+    "SCRIPT_COMPLEX": cv2.FONT_HERSHEY_SCRIPT_COMPLEX,
+}
+WEIGHT_LEVELS = (-1, 0, 1, 2, 3)  # stroke thinning/thickening steps applied to the cached mask
+_WEIGHT_STEP = 0.028  # one weight level = this fraction of the glyph height added to each stroke side
+
+
+@dataclass(frozen=True, order=True)
+class Typeface:
+    name: str  # unique: file stem for TrueType, "Hershey-<FACE>" for OpenCV faces
+    group: str  # family group, e.g. "dejavu", "liberation", "hershey"
+    source: str  # font file path, or the Hershey face name
+
+
+def _group_of(path: Path) -> str:
+    stem = path.stem.lower()
+    for prefix, group in (("dejavu", "dejavu"), ("stix", "stix"), ("cm", "computer-modern"),
+                          ("liberation", "liberation"), ("free", "freefont")):
+        if stem.startswith(prefix):
+            return group
+    return path.parent.name.lower() or "other"
+
+
+def _font_files() -> list[Path]:
+    mpl = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    files = sorted(mpl.glob("*.ttf"))
+    for root in SYSTEM_FONT_DIRS:
+        if root.is_dir():
+            files += sorted(p for p in root.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
+    seen, unique = set(), []
+    for p in files:  # matplotlib's copy wins, so results do not depend on which system fonts exist
+        if p.stem not in seen:
+            seen.add(p.stem)
+            unique.append(p)
+    return unique
+
+
+@lru_cache(maxsize=None)
+def _pil_font(path: str) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, int(GLYPH_PX * 1.45))
+
+
+def _crop_ink(mask: np.ndarray) -> np.ndarray:
+    """Crop to where coverage reaches one half: the same threshold boxes are measured at, so a glyph
+    scaled to a box has its measured ink on the box edges (the faint anti-aliased fringe is dropped)."""
+    rows, cols = np.flatnonzero(mask.max(axis=1) >= 128), np.flatnonzero(mask.max(axis=0) >= 128)
+    if len(rows) == 0:
+        return np.zeros((0, 0), np.uint8)
+    return np.ascontiguousarray(mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+
+
+def _draw_ttf(path: str, char: str) -> np.ndarray:
+    font = _pil_font(path)
+    size = int(GLYPH_PX * 2.2)
+    img = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(img).text((size // 4, size // 8), char, font=font, fill=255)
+    return _crop_ink(np.asarray(img))
+
+
+def _draw_hershey(face: str, char: str) -> np.ndarray:
+    font = HERSHEY_FACES[face]
+    (_, h1), _ = cv2.getTextSize("0", font, 1.0, 1)
+    scale = GLYPH_PX / h1
+    thickness = max(2, round(GLYPH_PX * 0.06))
+    size = int(GLYPH_PX * 2.4)
+    img = np.zeros((size, size), np.uint8)
+    cv2.putText(img, char, (size // 4, int(size * 0.7)), font, scale, 255, thickness, cv2.LINE_AA)
+    return _crop_ink(img)
+
+
+@lru_cache(maxsize=None)
+def _raw_glyph(face: Typeface, char: str) -> np.ndarray:
+    if face.group == "hershey":
+        return _draw_hershey(face.source, char)
+    return _draw_ttf(face.source, char)
+
+
+def _draws_digits(face: Typeface) -> bool:
+    """Ten non-empty, distinct, roughly equal-height digits (rejects symbol fonts and old-style figures)."""
+    try:
+        glyphs = [_raw_glyph(face, d) for d in DIGITS]
+    except OSError:
+        return False
+    if any(g.size == 0 or g.shape[0] < GLYPH_PX * 0.4 for g in glyphs):
+        return False
+    heights = np.array([g.shape[0] for g in glyphs], dtype=np.float64)
+    if heights.max() / heights.min() > 1.25:
+        return False
+    thumbs = np.stack([cv2.resize(g, (12, 16), interpolation=cv2.INTER_AREA).astype(np.float32) for g in glyphs])
+    diffs = np.abs(thumbs[:, None] - thumbs[None]).mean(axis=(2, 3))
+    return bool(diffs[~np.eye(10, dtype=bool)].min() > 4.0)
+
+
+_probed: tuple[Typeface, ...] | None = None
+
+
+def all_typefaces() -> tuple[Typeface, ...]:
+    """Every usable typeface on this machine, sorted by name (the order is part of determinism)."""
+    global _probed
+    if _probed is None:
+        faces = [Typeface(f"Hershey-{name}", "hershey", name) for name in HERSHEY_FACES]
+        faces += [Typeface(p.stem, _group_of(p), str(p)) for p in _font_files()]
+        _probed = tuple(sorted(f for f in faces if _draws_digits(f)))
+    return _probed
+
+
+def use_typefaces(faces: tuple[Typeface, ...]) -> None:
+    """Adopt a list probed by another process (worker start-up), instead of probing every font again."""
+    global _probed
+    _probed = tuple(faces)
+
+
+@lru_cache(maxsize=None)
+def typeface_by_name(name: str) -> Typeface:
+    for face in all_typefaces():
+        if face.name == name:
+            return face
+    raise KeyError(f"unknown typeface {name!r}; available: {[f.name for f in all_typefaces()]}")
+
+
+@lru_cache(maxsize=None)
+def glyph(face_name: str, char: str, weight: int = 0) -> np.ndarray:
+    """Ink-cropped uint8 mask of `char`, strokes thickened (weight > 0) or thinned (< 0) by whole levels.
+
+    Weight is applied here, before the glyph is scaled to its box, so that the ink the caller places
+    is exactly the ink it asked for (the twin renderer relies on this).
+    """
+    if weight not in WEIGHT_LEVELS:
+        raise ValueError(f"weight must be one of {WEIGHT_LEVELS}, got {weight}")
+    mask = _raw_glyph(typeface_by_name(face_name), char)
+    if weight == 0 or mask.size == 0:
+        return mask
+    r = max(1, round(abs(weight) * _WEIGHT_STEP * GLYPH_PX))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    if weight > 0:
+        padded = cv2.copyMakeBorder(mask, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+        return _crop_ink(cv2.dilate(padded, kernel))
+    thinned = cv2.erode(mask, kernel)
+    # a light face eroded to nothing (or to broken strokes) would no longer read as its digit
+    return _crop_ink(thinned) if thinned.sum() > 0.55 * mask.sum() else mask
+
+
+def font_search_paths() -> list[str]:
+    """For the metadata: where typefaces were looked up, so a different font set is visible."""
+    return [str(Path(matplotlib.get_data_path()) / "fonts" / "ttf")] + [
+        str(p) for p in SYSTEM_FONT_DIRS if os.path.isdir(p)]
