@@ -16,7 +16,7 @@ from detector.hw2 import AnnotationError, list_images, load_split
 from detector.images import ImageLoadError
 from detector.models import WeightsUnavailableError
 
-JSON_SCORE_FLOOR = 0.05
+from detector.scoring import MAP_SCORE_FLOOR as JSON_SCORE_FLOOR
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -103,31 +103,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from detector.coco_eval import STAT_NAMES, evaluate_coco, number_accuracy
+    from detector.coco_eval import STAT_NAMES
     from detector.predictor import Predictor
-    from detector.refilter import refilter_many
+    from detector.scoring import score_split
 
     split = load_split(args.data, args.split)
     print(split.report.summary())
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     nms_iou, agnostic, number_threshold = _thresholds(args, predictor.meta)
-    candidates = {}
-    for image_id, result in predictor.candidates_for_paths(((r.image_id, r.path) for r in split.records),
-                                                           args.batch_size, progress=not args.no_progress,
-                                                           total=len(split)):
-        if isinstance(result, Exception):
-            print(f"warning: {result}", file=sys.stderr)
-            continue
-        candidates[image_id] = result
-    final = refilter_many(candidates, JSON_SCORE_FLOOR, nms_iou, agnostic)
-    metrics = evaluate_coco(split.to_coco(), final, backend=args.backend)
-    accuracy = number_accuracy(split.records, final, number_threshold)
+    score = score_split(predictor, split, nms_iou=nms_iou, class_agnostic=agnostic, number_threshold=number_threshold,
+                        backend=args.backend, batch_size=args.batch_size, progress=not args.no_progress)
     width = max(len(n) for n in STAT_NAMES)
     for name in STAT_NAMES:
-        print(f"{name:<{width}}  {metrics[name]:.4f}")
-    print(f"{'number accuracy':<{width}}  {accuracy:.4f}  (number threshold {number_threshold:.2f})")
+        print(f"{name:<{width}}  {score.metrics[name]:.4f}")
+    print(f"{'number accuracy':<{width}}  {score.number_accuracy:.4f}  (number threshold {number_threshold:.2f})")
     if args.json:
-        args.json.write_text(json.dumps({**metrics.stats, "number_accuracy": accuracy}, indent=2))
+        args.json.write_text(json.dumps(score.row(), indent=2))
     return 0
 
 
