@@ -103,6 +103,9 @@ def atomic_write(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -126,11 +129,18 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
 
 
 def _sniff(path: Path) -> None:
+    """Say what a file is before handing it to safetensors. A safetensors file starts with an 8-byte little-endian
+    header length and then '{'; that length's low byte can be 0x80, pickle's magic, so look for JSON first."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) == 9 and head[8:9] == b"{" and 0 < header_len <= 100_000_000:
+        if header_len > size - 8:
+            raise CheckpointError(f"{path}: truncated checkpoint (header says {header_len:,} bytes, file has {size:,})")
+        return
     if head.startswith(_PICKLE_MAGIC):
         raise CheckpointError(
             f"{path}: a pickle/torch.save file, not a safetensors checkpoint. Pickles can run code when "
@@ -139,11 +149,7 @@ def _sniff(path: Path) -> None:
         )
     if size < 16:
         raise CheckpointError(f"{path}: only {size} bytes; not a checkpoint (truncated?)")
-    header_len = int.from_bytes(head, "little")
-    if 0 < header_len <= 100_000_000 and header_len > size - 8:
-        raise CheckpointError(f"{path}: truncated checkpoint (header says {header_len:,} bytes, file has {size:,})")
-    if header_len <= 0 or header_len > 100_000_000:
-        raise CheckpointError(f"{path}: not a safetensors file (bad header length); expected a {FORMAT_ID} checkpoint")
+    raise CheckpointError(f"{path}: not a safetensors file (bad header); expected a {FORMAT_ID} checkpoint")
 
 
 def read_meta(path: str | Path) -> CheckpointMeta:
