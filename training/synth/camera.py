@@ -38,7 +38,8 @@ class Scene:
         return self.ch + 2 * self.margin, self.cw + 2 * self.margin
 
 
-def sample_warp(rng: np.random.Generator, scene: Scene, keep_inside) -> tuple[np.ndarray, dict]:
+def sample_warp(rng: np.random.Generator, scene: Scene, keep_inside: tuple[float, float, float, float]
+                ) -> tuple[np.ndarray, dict]:
     """Plane -> canvas homography: a wall seen at an angle (yaw, pitch) and a tilted camera (roll)."""
     m = scene.margin
     x0, y0, x1, y1 = keep_inside  # canvas coords of the number

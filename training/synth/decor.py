@@ -23,9 +23,9 @@ def shift(a: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return cv2.warpAffine(a, m, (a.shape[1], a.shape[0]), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
-def plaque_mask(rng: np.random.Generator, kind: str, shape: tuple[int, int], region, digit_boxes, unit: float
-                 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """Anti-aliased plaque coverage (float32) and its outer box."""
+def plaque_mask(rng: np.random.Generator, kind: str, shape: tuple[int, int], region: Region,
+                digit_boxes: list[Region], unit: float) -> tuple[np.ndarray, Region]:
+    """Anti-aliased plaque coverage (float32) and its outer box (x0, y0, x1, y1)."""
     mask = np.zeros(shape, np.uint8)
     x0, y0, x1, y1 = region
     px, py = unit * rng.uniform(0.15, 0.55), unit * rng.uniform(0.1, 0.4)
@@ -62,7 +62,11 @@ def plaque_mask(rng: np.random.Generator, kind: str, shape: tuple[int, int], reg
 
 
 def draw_plaque(rng: np.random.Generator, img: np.ndarray, kind: str, colour: np.ndarray, ink: np.ndarray,
-                 region, digit_boxes, unit: float) -> tuple[tuple[float, float, float, float], dict]:
+                region: Region, digit_boxes: list[Region], unit: float) -> tuple[Region, dict]:
+    """A plate behind the number (with shadow, rim, border, screws); returns its outer box.
+
+    `region` is the number's x0, y0, x1, y1; `digit_boxes` are the digits' xywh (for per-digit tiles).
+    """
     h, w = img.shape[:2]
     cover, outer = plaque_mask(rng, kind, (h, w), region, digit_boxes, unit)
     d = unit * rng.uniform(0.02, 0.08)
@@ -93,7 +97,8 @@ def draw_plaque(rng: np.random.Generator, img: np.ndarray, kind: str, colour: np
     return outer, meta
 
 
-def second_surface(rng: np.random.Generator, img: np.ndarray, family: str, keep_clear, unit: float) -> str | None:
+def second_surface(rng: np.random.Generator, img: np.ndarray, family: str, keep_clear: Region,
+                   unit: float) -> str | None:
     """An edge (door frame, window, wall corner) beside the number, with another surface behind it."""
     h, w = img.shape[:2]
     x0, y0, x1, y1 = keep_clear
@@ -121,7 +126,7 @@ def second_surface(rng: np.random.Generator, img: np.ndarray, family: str, keep_
     return side
 
 
-def cables(rng: np.random.Generator, img: np.ndarray, keep_clear, unit: float) -> None:
+def cables(rng: np.random.Generator, img: np.ndarray, keep_clear: Region, unit: float) -> None:
     """Thin straight lines (cables, pipes, gutters) that stay off the number."""
     h, w = img.shape[:2]
     x0, y0, x1, y1 = keep_clear
@@ -136,7 +141,8 @@ def cables(rng: np.random.Generator, img: np.ndarray, keep_clear, unit: float) -
     blend(img, layer.astype(np.float32) / 255, np.float32(rng.uniform(0.05, 0.9)))
 
 
-def ink_fill(rng: np.random.Generator, fill: str, ink: np.ndarray, shape: tuple[int, int], region) -> np.ndarray:
+def ink_fill(rng: np.random.Generator, fill: str, ink: np.ndarray, shape: tuple[int, int], region: Region
+             ) -> np.ndarray:
     """The colour the ink is painted with: flat, a gradient, or a metal with a specular band."""
     if fill not in ("gradient", "metallic"):
         return ink
@@ -154,7 +160,7 @@ def ink_fill(rng: np.random.Generator, fill: str, ink: np.ndarray, shape: tuple[
 
 
 def glyph_effect(rng: np.random.Generator, img: np.ndarray, alpha: np.ndarray, effect: str, ink: np.ndarray,
-                  unit: float) -> tuple[dict, np.ndarray | None]:
+                 unit: float) -> tuple[dict, np.ndarray | None]:
     """Draw what lies under the ink: shadow, outline, raised edge or an extruded side.
 
     Returns the effect's metadata and, for effects that make the digit itself bigger (an outline, an

@@ -1,0 +1,154 @@
+"""One training epoch (the shape of torchvision's references/detection/engine.py), with a clean stop.
+
+Every step ends at a boundary where the run can be saved and resumed exactly: the stop request (Ctrl-C)
+is only acted on after the optimiser step, and one all-reduce per step agrees across DDP ranks on
+"stop" and "loss not finite", so all ranks leave together.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training.data import BadImageLog
+from training.distributed import DistInfo, any_flags
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; the message names the epoch and step. Nothing is saved after it."""
+
+
+class StopRequest:
+    """First Ctrl-C (or SIGTERM) asks the loop to stop at the next step boundary; a second one kills."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))  # the next one is not gentle
+
+    def __enter__(self) -> "StopRequest":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread (e.g. called from a notebook worker): no handler
+                pass
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class EpochMeter:
+    """Loss sums, steps, images and seconds of one epoch; saved mid-epoch so a resumed epoch reports it whole."""
+
+    sums: dict[str, float] = field(default_factory=dict)
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+
+    def add(self, losses: dict[str, float], images: int) -> None:
+        for key, value in losses.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+        self.images += images
+
+    def averages(self) -> dict[str, float]:
+        return {key: value / max(self.steps, 1) for key, value in self.sums.items()}
+
+    def to_state(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "steps": self.steps, "images": self.images, "seconds": self.seconds}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "EpochMeter":
+        return cls(dict(state["sums"]), int(state["steps"]), int(state["images"]), float(state["seconds"]))
+
+
+def warmup_factor(step: int, warmup_iters: int, start_factor: float = 1e-3) -> float:
+    """torchvision references' linear warm-up: from start_factor to 1 over warmup_iters steps."""
+    if step >= warmup_iters:
+        return 1.0
+    alpha = step / warmup_iters
+    return start_factor * (1 - alpha) + alpha
+
+
+def train_one_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DataLoader,
+    *,
+    epoch: int,
+    epochs: int,
+    meter: EpochMeter,
+    device: torch.device,
+    scaler: torch.amp.GradScaler,
+    amp_dtype: torch.dtype | None,
+    warmup_iters: int,
+    grad_clip: float,
+    stop: StopRequest,
+    info: DistInfo,
+    bad_images: BadImageLog,
+    progress: bool,
+) -> bool:
+    """Train from step `meter.steps` of 0-based `epoch` to its end; False when stopped early by request."""
+    model.train()
+    scheduled = [group["lr"] for group in optimizer.param_groups]  # this epoch's lr from the scheduler
+    warmup = min(warmup_iters, meter.steps + len(loader)) if epoch == 0 else 0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    bar = tqdm(total=meter.steps + len(loader), initial=meter.steps, desc=f"epoch {epoch + 1}/{epochs}",
+               unit="step", disable=not (progress and info.is_main), dynamic_ncols=True, leave=False)
+    completed = True
+    started = time.perf_counter()
+    try:
+        for images, targets, bad in loader:
+            bad_images.report(bad)
+            if meter.steps < warmup:
+                factor = warmup_factor(meter.steps, warmup)
+                for group, lr in zip(optimizer.param_groups, scheduled):
+                    group["lr"] = lr * factor
+            images = [image.to(device, non_blocking=True) for image in images]
+            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                loss_dict = model(images, targets)
+            loss = sum(loss_dict.values())
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+
+            values = {k: float(v.detach()) for k, v in loss_dict.items()}
+            total = sum(values.values())
+            bad_loss, stop_now = any_flags(info, [not math.isfinite(total), stop.requested], device)
+            if bad_loss:
+                parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                raise NonFiniteLossError(
+                    f"loss is not finite at epoch {epoch + 1}, step {meter.steps + 1} of {meter.steps + len(loader)}"
+                    f" (loss={total:.4g}: {parts}, lr={optimizer.param_groups[0]['lr']:.3g}). Training stopped; "
+                    "the checkpoints from earlier epochs are untouched. Lower lr, add warmup_iters or grad_clip.")
+            meter.add({"loss": total, **values}, len(images) * info.world)
+            elapsed = meter.seconds + time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{total:.3f}", img_s=f"{meter.images / max(elapsed, 1e-9):.1f}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            if stop_now:
+                completed = False
+                break
+    finally:
+        meter.seconds += time.perf_counter() - started
+        bar.close()
+        for group, lr in zip(optimizer.param_groups, scheduled):
+            group["lr"] = lr  # the scheduler's recursive formula needs its own value back
+    return completed

@@ -1,0 +1,113 @@
+"""Validation during and after training, through the same code the app and the CLI use.
+
+Raw candidates come from `detector.predictor.Predictor` (score floor 0.01, NMS off), so training measures
+exactly what a saved checkpoint will produce. They are then filtered by `detector.refilter`:
+- mAP and the other COCO stats at a low score threshold (`map_score`, 0.05): COCO's AP integrates over
+  the whole precision-recall curve, and cutting detections at 0.5 throws its low-precision end away;
+- the seed validated at score 0.5 / NMS 0.5: the same stats at `val_score` are recorded with an
+  `_at_val_score` suffix, and number accuracy (Task 2) is read at `val_score`.
+After training, `sweep_score_threshold` picks the number threshold stored in the checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from detector.checkpoint import CheckpointMeta
+from detector.coco_eval import evaluate_coco, number_accuracy, sweep_score_threshold
+from detector.detections import Detections
+from detector.hw2 import ImageRecord, records_to_coco
+from detector.models import ModelConfig
+from detector.predictor import Predictor
+from detector.refilter import above_score, refilter_many
+from training.config import TrainConfig
+from training.data import BadImage, BadImageLog
+from training.distributed import DistInfo, gather_to_main
+
+SWEEP_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
+
+
+@dataclass
+class EvalSet:
+    """A named validation set and the loader over its images."""
+
+    name: str
+    records: list[ImageRecord]
+    loader: DataLoader
+
+
+def _finite(det: Detections) -> Detections:
+    """A diverged model can emit NaN boxes; they are no detection at all (and pred.json must stay valid)."""
+    keep = torch.isfinite(det.boxes).all(dim=1) & torch.isfinite(det.scores)
+    return det if bool(keep.all()) else det.select(torch.nonzero(keep).flatten())
+
+
+@torch.no_grad()
+def collect_candidates(model: torch.nn.Module, model_config: ModelConfig, loader: DataLoader, device: torch.device,
+                       amp_dtype: torch.dtype | None, info: DistInfo, bad_images: BadImageLog,
+                       progress: bool, desc: str) -> dict[int, Detections] | None:
+    """Raw candidates for every readable image of the loader, gathered on rank 0 (None on other ranks).
+
+    The model is left in eval mode with the Predictor's raw-candidate settings (they only act in eval mode).
+    """
+    predictor = Predictor(model=model, meta=CheckpointMeta(config=model_config), device=device)
+    local: dict[int, Detections] = {}
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+    for batch in tqdm(loader, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                      disable=not (progress and info.is_main)):
+        good = [(image_id, array) for image_id, array in batch if not isinstance(array, BadImage)]
+        bad_images.report([array for _, array in batch if isinstance(array, BadImage)])
+        if not good:
+            continue
+        with autocast:
+            found = predictor.candidates([array for _, array in good], batch_size=len(good))
+        for (image_id, _), det in zip(good, found):
+            local[image_id] = _finite(det)
+    gathered = gather_to_main(info, local)
+    if gathered is None:
+        return None
+    merged: dict[int, Detections] = {}
+    for part in gathered:  # the sampler pads shards with repeats; the same id twice is the same image
+        merged.update(part)
+    return merged
+
+
+def split_metrics(records: Sequence[ImageRecord], candidates: Mapping[int, Detections],
+                  config: TrainConfig) -> dict[str, Any]:
+    """The 12 COCO stats at map_score, the same at val_score, number accuracy at val_score, per-class AP."""
+    readable = [r for r in records if r.image_id in candidates]  # unreadable images were reported and skipped
+    if not readable:
+        raise RuntimeError("no readable validation image")
+    gt = records_to_coco(readable)
+    kept = refilter_many({r.image_id: candidates[r.image_id] for r in readable}, config.map_score, config.val_nms,
+                         config.class_agnostic)
+    low = evaluate_coco(gt, kept, backend=config.coco_backend)
+    # NMS then a higher score cut equals NMS after the cut (see detector.refilter), so no second NMS pass
+    high = evaluate_coco(gt, {i: above_score(d, config.val_score) for i, d in kept.items()}, backend=config.coco_backend)
+    out: dict[str, Any] = dict(low.stats)
+    out.update({f"{name}_at_val_score": value for name, value in high.stats.items()})
+    out["number_accuracy"] = number_accuracy(readable, kept, config.val_score)
+    out["per_class_AP"] = {str(c): v for c, v in low.per_class_ap.items()}
+    out["images"] = len(readable)
+    return out
+
+
+def calibrate_thresholds(records: Sequence[ImageRecord], candidates: Mapping[int, Detections],
+                         config: TrainConfig) -> tuple[dict[str, Any], list[dict[str, float]]]:
+    """The score threshold with the best number accuracy on valid, as checkpoint thresholds, and the sweep.
+
+    It becomes both `number_score` (Task 2) and `score` (what the app draws by default): the boxes a user
+    sees are then exactly the digits the number is read from. pred.json ignores it (it keeps every
+    candidate above a low floor, as mAP needs).
+    """
+    readable = [r for r in records if r.image_id in candidates]
+    sweep = sweep_score_threshold(readable, candidates, SWEEP_THRESHOLDS, config.val_nms, config.class_agnostic)
+    thresholds = {"score": sweep.best_threshold, "number_score": sweep.best_threshold, "nms_iou": config.val_nms,
+                  "class_agnostic": config.class_agnostic}
+    points = [{"threshold": p.threshold, "number_accuracy": p.number_accuracy} for p in sweep.points]
+    return thresholds, points

@@ -1,0 +1,483 @@
+"""`python -m training train`: one run, from data and config to a run folder.
+
+Run folder (runs/train/<name>/):
+  config.json                  the resolved TrainConfig (what `resume` reads back)
+  weights/last.safetensors     model after the latest completed step boundary (a detector checkpoint)
+  weights/last_state.pt        optimizer, scheduler, scaler, epoch/step, RNG states, best metric, epoch meter;
+                               tensors and plain values only, read with torch.load(weights_only=True)
+  weights/best.safetensors     the epoch with the best valid mAP, with thresholds calibrated on valid
+  metrics.jsonl                one JSON object per finished epoch
+  train.log, plots/*.png
+Every file is written atomically. last.safetensors and last_state.pt carry the same `state_id`, so a crash
+between the two writes is detected on resume instead of mixing two steps.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import shlex
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from detector.checkpoint import DEFAULT_THRESHOLDS, CheckpointMeta, atomic_write, read_state_dict, save_checkpoint, update_meta
+from detector.hw2 import Split, load_annotation_file, load_split
+from detector.models import build_model, count_parameters
+from training import distributed
+from training.augment import build_train_transform
+from training.config import ConfigError, TrainConfig, effective_workers, from_json
+from training.data import (BadImageLog, EpochSampler, EvalDataset, TrainDataset, collate_eval, collate_train,
+                           data_description, make_loader)
+from training.engine import EpochMeter, StopRequest, train_one_epoch
+from training.evaluate import EvalSet, calibrate_thresholds, collect_candidates, split_metrics
+from training.losses import BoxHeadLoss, install_box_loss
+
+log = logging.getLogger("training")
+# what may differ on resume: how the run executes, never the recipe (same lr schedule, data, epochs)
+RESUMABLE_CHANGES = ("device", "workers", "progress", "plots", "coco_backend")
+
+
+class TrainingInterrupted(Exception):
+    """A stop request (Ctrl-C / SIGTERM) ended the run after saving weights/last; the message says how to resume."""
+
+
+@dataclass
+class RunState:
+    """Where the run is: `epoch` epochs finished, `step` steps into the next one, and the best so far."""
+
+    epoch: int = 0
+    step_meter: EpochMeter = field(default_factory=EpochMeter)
+    best_map: float = float("-inf")
+    best_epoch: int = 0
+
+
+# ------------------------------------------------------------------------------------------ run folder
+def new_run_dir(config: TrainConfig) -> Path:
+    name = config.name or f"{config.preset}-{config.loss}"
+    base = Path(config.project) / name
+    if config.exist_ok or not base.exists():
+        return base
+    n = 2
+    while (Path(config.project) / f"{name}{n}").exists():
+        n += 1
+    return Path(config.project) / f"{name}{n}"
+
+
+def find_resume_dir(resume: str, project: str) -> Path:
+    if resume.lower() in ("true", "1", "yes", "last"):
+        candidates = sorted(Path(project).glob("*/weights/last_state.pt"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise ConfigError(f"resume=true: no run with weights/last_state.pt under {project}")
+        return candidates[-1].parent.parent
+    path = Path(resume)
+    if path.is_file():  # e.g. resume=RUN/weights/last_state.pt
+        path = path.parent.parent if path.parent.name == "weights" else path.parent
+    if not (path / "weights" / "last_state.pt").is_file() or not (path / "config.json").is_file():
+        raise ConfigError(f"resume={resume}: {path} has no config.json and weights/last_state.pt to resume from")
+    return path
+
+
+def resume_config(resume: str, overrides: dict[str, Any], project: str) -> tuple[TrainConfig, Path]:
+    run_dir = find_resume_dir(resume, project)
+    config = from_json(run_dir / "config.json")
+    changed = {k: v for k, v in overrides.items() if k not in ("resume", "project") and getattr(config, k, None) != v}
+    refused = sorted(set(changed) - set(RESUMABLE_CHANGES))
+    if refused:
+        raise ConfigError(f"resume: {refused} cannot change when resuming {run_dir} (only {', '.join(RESUMABLE_CHANGES)} can); "
+                          "start a new run instead (weights=RUN/weights/best.safetensors starts from its weights)")
+    for key, value in changed.items():
+        setattr(config, key, value)
+    config.resume = str(run_dir)
+    config.validate()
+    return config, run_dir
+
+
+# ------------------------------------------------------------------------------------------ logging
+class _TqdmHandler(logging.StreamHandler):
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def setup_logging(run_dir: Path | None, info: distributed.DistInfo) -> None:
+    for handler in list(log.handlers):  # an earlier run in this process (tests, benchmarks) had its own log file
+        handler.close()
+        log.removeHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    if not info.is_main:
+        log.addHandler(logging.NullHandler())
+        return
+    console = _TqdmHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if run_dir is not None:
+        file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(file_handler)
+
+
+# ------------------------------------------------------------------------------------------ RNG state
+def rng_state() -> dict[str, Any]:
+    """Every RNG the run draws from, as tensors and plain values (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------------ data
+def _limit(split: Split, max_images: int) -> Split:
+    if max_images > 0:
+        split.records = split.records[:max_images]
+    return split
+
+
+def load_extra_val(spec: str) -> Split:
+    path = Path(spec)
+    if path.is_dir():
+        split = load_split(path, "valid")
+        split.name = path.name
+        return split
+    if path.suffix == ".json" and path.is_file():
+        return load_annotation_file(path, path.parent / path.stem)
+    raise ConfigError(f"extra_val={spec}: neither an HW2 folder (with valid.json and valid/) nor a COCO json file")
+
+
+def _unique_names(splits: list[Split]) -> list[str]:
+    names: list[str] = []
+    for split in splits:
+        name, n = split.name, 2
+        while name in names or name == "valid":
+            name, n = f"{split.name}{n}", n + 1
+        names.append(name)
+    return names
+
+
+# ------------------------------------------------------------------------------------------ the run
+class Trainer:
+    """Holds a run's pieces; `run()` trains to the end or raises TrainingInterrupted / NonFiniteLossError."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path | None, info: distributed.DistInfo, device: torch.device,
+                 command: str) -> None:
+        self.config, self.info, self.device, self.command = config, info, device, command
+        self.run_dir = distributed.broadcast(info, str(run_dir) if run_dir else None)
+        self.run_dir = Path(self.run_dir)
+        self.weights_dir = self.run_dir / "weights"
+        self.bad_images = BadImageLog()
+        self.amp_dtype = self._amp_dtype()
+        self.model_config = config.model_config()
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if self.config.amp == "none":
+            return None
+        if self.device.type != "cuda":
+            log.info("amp=%s is for CUDA only; training in float32 on %s", self.config.amp, self.device)
+            return None
+        if self.config.amp == "bf16" and not torch.cuda.is_bf16_supported():
+            log.warning("this GPU has no bf16; using fp16 with a GradScaler instead")
+            return torch.float16
+        return torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+
+    # -- setup
+    def _build_data(self) -> None:
+        c, info = self.config, self.info
+        workers = effective_workers(c.workers)
+        pin = self.device.type == "cuda"
+        train = _limit(load_split(c.data, "train"), c.max_images)
+        valid = _limit(load_split(c.data, "valid"), c.max_images)
+        extras = [_limit(load_extra_val(spec), c.max_images) for spec in c.extra_val]
+        for split in [train, valid, *extras]:
+            log.info("%s", split.report.summary())
+        self.train_set = TrainDataset(train.records, build_train_transform(c), c.seed)
+        extra_names = _unique_names(extras)
+        eval_splits = [("valid", valid), *zip(extra_names, extras)]
+        eval_datasets = [(name, EvalDataset(split.records)) for name, split in eval_splits]
+        if c.cache:
+            started, cached = time.perf_counter(), 0
+            for dataset in [self.train_set] + [d for _, d in eval_datasets]:
+                bad = dataset.preload(threads=max(workers, 1))
+                self.bad_images.report(bad)
+                cached += len(dataset) - len(bad)
+            log.info("cached %d images in RAM in %.1fs", cached, time.perf_counter() - started)
+        self.train_sampler = EpochSampler(self.train_set, shuffle=True, seed=c.seed, rank=info.rank, world=info.world)
+        self.train_loader = make_loader(self.train_set, self.train_sampler, c.batch, workers, collate_train, pin, c.seed)
+        val_batch = c.val_batch or 2 * c.batch
+        self.eval_sets = []
+        for name, dataset in eval_datasets:
+            sampler = EpochSampler(dataset, shuffle=False, seed=c.seed, rank=info.rank, world=info.world)
+            self.eval_sets.append(EvalSet(name, dataset.records,
+                                          make_loader(dataset, sampler, val_batch, workers, collate_eval, pin, c.seed)))
+        self.data_info = data_description(Path(c.data), {"train": len(train), "valid": len(valid),
+                                                         **{n: len(s) for n, s in zip(extra_names, extras)}})
+
+    def _build_model(self) -> None:
+        c = self.config
+        seed_everything(c.seed)
+        model = build_model(self.model_config, weights=c.weights)
+        self.box_loss = install_box_loss(model, BoxHeadLoss(
+            kind=c.loss, iou_start_epoch=c.iou_start_epoch, iou_lambda=c.iou_lambda, iou_lambda_step=c.iou_lambda_step,
+            iou_lambda_max=c.iou_lambda_max, box_loss_weight=c.box_loss_weight))
+        model.to(self.device)
+        self.model = model
+        self.ddp: torch.nn.Module = model  # wrapped after a resume has loaded the weights
+        params = [p for p in model.parameters() if p.requires_grad]
+        if c.optimizer == "adamw":
+            self.optimizer: torch.optim.Optimizer = torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=c.epochs, eta_min=c.min_lr)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        log.info("model %s (%s, %.1fM parameters, input %d-%d px), weights=%s, loss=%s, device=%s%s",
+                 c.preset, self.model_config.backbone, count_parameters(model) / 1e6, self.model_config.min_size,
+                 self.model_config.max_size, c.weights, c.loss, self.device,
+                 f" x {self.info.world} processes" if self.info.enabled else "")
+
+    # -- checkpoints
+    def _meta(self, metrics: dict[str, Any], state_id: str, epoch: int) -> CheckpointMeta:
+        thresholds = {**DEFAULT_THRESHOLDS, "score": self.config.val_score, "number_score": self.config.val_score,
+                      "nms_iou": self.config.val_nms, "class_agnostic": self.config.class_agnostic}
+        training = {**self.data_info, "command": self.command, "config": self.config.to_dict(), "epoch": epoch,
+                    "run_dir": str(self.run_dir.resolve()), "state_id": state_id}
+        return CheckpointMeta(config=self.model_config, thresholds=thresholds, training=training, metrics=metrics)
+
+    def _save_last(self, state: RunState, metrics: dict[str, Any]) -> None:
+        state_id = f"e{state.epoch}-s{state.step_meter.steps}-{uuid.uuid4().hex[:8]}"
+        save_checkpoint(self.weights_dir / "last.safetensors", self.model.state_dict(),
+                        self._meta(metrics, state_id, state.epoch))
+        payload = {
+            "state_id": state_id, "epoch": state.epoch, "meter": state.step_meter.to_state(),
+            "best_map": state.best_map, "best_epoch": state.best_epoch,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": rng_state(),
+        }
+        atomic_write(self.weights_dir / "last_state.pt", lambda tmp: torch.save(payload, tmp))
+
+    def _load_last(self) -> RunState:
+        state_path = self.weights_dir / "last_state.pt"
+        payload = torch.load(state_path, map_location="cpu", weights_only=True)
+        weights, meta = read_state_dict(self.weights_dir / "last.safetensors")
+        if meta.training.get("state_id") != payload["state_id"]:
+            raise RuntimeError(f"{self.weights_dir}: last.safetensors ({meta.training.get('state_id')}) and "
+                               f"last_state.pt ({payload['state_id']}) are from different steps (a crash between "
+                               "the two writes?); cannot resume exactly")
+        self.model.load_state_dict(weights)
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scheduler.load_state_dict(payload["scheduler"])
+        self.scaler.load_state_dict(payload["scaler"])
+        set_rng_state(payload["rng"])
+        state = RunState(epoch=int(payload["epoch"]), step_meter=EpochMeter.from_state(payload["meter"]),
+                         best_map=float(payload["best_map"]), best_epoch=int(payload["best_epoch"]))
+        log.info("resumed %s at epoch %d, step %d (best mAP %.4f at epoch %d)", self.run_dir, state.epoch + 1,
+                 state.step_meter.steps, state.best_map, state.best_epoch)
+        return state
+
+    def _metrics_file_upto(self, epoch: int) -> None:
+        """Drop metrics lines after the resumed epoch (written before a crash that lost their checkpoint)."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        lines = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                if json.loads(line)["epoch"] <= epoch:
+                    lines.append(line)
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropping a damaged line of %s: %.80s", path, line)
+        atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8"))
+
+    def _append_metrics(self, record: dict[str, Any]) -> None:
+        with (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- evaluation
+    def _evaluate(self) -> dict[str, dict[str, Any]] | None:
+        results: dict[str, dict[str, Any]] = {}
+        for eval_set in self.eval_sets:
+            candidates = collect_candidates(self.model, self.model_config, eval_set.loader, self.device, self.amp_dtype,
+                                            self.info, self.bad_images, self.config.progress, f"eval {eval_set.name}")
+            if candidates is not None:
+                results[eval_set.name] = split_metrics(eval_set.records, candidates, self.config)
+        return results if self.info.is_main else None
+
+    def _plot(self) -> None:
+        if not self.config.plots:
+            return
+        from training.plots import plot_run
+
+        try:
+            plot_run(self.run_dir)
+        except Exception as err:  # a plot must never cost a training run
+            log.warning("plotting failed: %s", err)
+
+    # -- main loop
+    def run(self) -> Path:
+        c, info = self.config, self.info
+        self._build_data()
+        self._build_model()
+        state = RunState()
+        if c.resume:
+            state = self._load_last()
+            if info.is_main:
+                self._metrics_file_upto(state.epoch)
+        elif info.is_main:
+            for stale in ("metrics.jsonl", "threshold_sweep.json"):  # a reused folder (exist_ok) starts afresh
+                (self.run_dir / stale).unlink(missing_ok=True)
+        if info.is_main:  # the recipe, with any change a resume made (e.g. more epochs)
+            recipe = json.dumps({**c.to_dict(), "resume": ""}, indent=2) + "\n"
+            atomic_write(self.run_dir / "config.json", lambda tmp: tmp.write_text(recipe, encoding="utf-8"))
+        if info.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
+        steps = math.ceil(len(self.train_sampler.inner) / c.batch)
+        log.info("run folder %s; %d train images, %d steps per epoch, epochs %d..%d", self.run_dir,
+                 len(self.train_set), steps, state.epoch + 1, c.epochs)
+        with StopRequest() as stop:
+            for epoch in range(state.epoch, c.epochs):
+                self._run_epoch(epoch, state, stop)
+                if epoch + 1 < c.epochs:
+                    self._stop_if_requested(state, stop)
+            self._finish(state)
+        return self.run_dir
+
+    def _run_epoch(self, epoch: int, state: RunState, stop: StopRequest) -> None:
+        c, info = self.config, self.info
+        self.box_loss.epoch = epoch + 1
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.train_sampler.set_epoch(epoch, skip=state.step_meter.steps * c.batch)
+        finished = train_one_epoch(
+            self.ddp, self.optimizer, self.train_loader, epoch=epoch, epochs=c.epochs, meter=state.step_meter,
+            device=self.device, scaler=self.scaler, amp_dtype=self.amp_dtype, warmup_iters=c.warmup_iters,
+            grad_clip=c.grad_clip, stop=stop, info=info, bad_images=self.bad_images, progress=c.progress)
+        if not finished:
+            if info.is_main:
+                self._save_last(state, {})
+            raise TrainingInterrupted(
+                f"stopped at epoch {epoch + 1}, step {state.step_meter.steps}; saved {self.weights_dir / 'last.safetensors'}."
+                f" Resume with: python -m training train resume={self.run_dir}")
+        meter = distributed.sum_floats(info, {**state.step_meter.sums, "_steps": state.step_meter.steps}, self.device)
+        steps = meter.pop("_steps")
+        train_time = state.step_meter.seconds
+        evaluated = (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs
+        eval_started = time.perf_counter()
+        results = self._evaluate() if evaluated else None
+        self.scheduler.step()
+        record: dict[str, Any] = {
+            "epoch": epoch + 1, "epochs": c.epochs, "lr": lr, "time_s": round(train_time, 3),
+            "eval_s": round(time.perf_counter() - eval_started, 3) if evaluated else 0.0,
+            "images_per_s": round(state.step_meter.images / max(train_time, 1e-9), 2), "steps": state.step_meter.steps,
+            **{k: v / max(steps, 1) for k, v in meter.items()},
+        }
+        if self.box_loss.kind in ("diou", "ciou"):
+            record["iou_lambda"] = self.box_loss.mix_weight
+        state.epoch, state.step_meter = epoch + 1, EpochMeter()
+        if not info.is_main:
+            return
+        improved = False
+        if results is not None:
+            record["valid"] = results.pop("valid")
+            if results:
+                record["extra"] = results
+            if record["valid"]["AP"] > state.best_map:
+                state.best_map, state.best_epoch, improved = record["valid"]["AP"], epoch + 1, True
+        record["best_AP"] = state.best_map if math.isfinite(state.best_map) else None
+        record["best_epoch"] = state.best_epoch
+        self._append_metrics(record)
+        summary = {k: v for k, v in record.get("valid", {}).items() if k != "per_class_AP"}
+        if improved:
+            save_checkpoint(self.weights_dir / "best.safetensors", self.model.state_dict(),
+                            self._meta({"epoch": epoch + 1, "valid": summary}, "best", epoch + 1))
+        self._save_last(state, {"epoch": epoch + 1, "valid": summary})
+        valid = record.get("valid")
+        log.info("epoch %d/%d  loss %.4f  lr %.2e  %.1f img/s  %.0fs%s", epoch + 1, c.epochs, record.get("loss", float("nan")),
+                 lr, record["images_per_s"], train_time,
+                 f"  | valid mAP {valid['AP']:.4f} AP50 {valid['AP50']:.4f} number acc {valid['number_accuracy']:.4f}"
+                 f" (at score {c.val_score}){'  *best*' if improved else ''}" if valid else "")
+        for name, extra in record.get("extra", {}).items():
+            log.info("           %s mAP %.4f AP50 %.4f number acc %.4f", name, extra["AP"], extra["AP50"],
+                     extra["number_accuracy"])
+        if results is not None:
+            self._plot()
+
+    def _stop_if_requested(self, state: RunState, stop: StopRequest) -> None:
+        """A stop that came during evaluation acts after the epoch's checkpoint is written."""
+        if distributed.any_flags(self.info, [stop.requested], self.device)[0]:
+            raise TrainingInterrupted(
+                f"stopped after epoch {state.epoch}; saved {self.weights_dir / 'last.safetensors'}."
+                f" Resume with: python -m training train resume={self.run_dir}")
+
+    def _finish(self, state: RunState) -> None:
+        """Calibrate the number threshold on valid with the best weights and store it in best.safetensors.
+
+        Rank 0 alone does it (other ranks wait): it needs only the best weights, which rank 0 wrote.
+        """
+        if self.info.is_main:
+            best = self.weights_dir / "best.safetensors"
+            weights, meta = read_state_dict(best)
+            self.model.load_state_dict(weights)
+            valid = self.eval_sets[0]
+            loader = valid.loader
+            if self.info.enabled:  # the sharded loader would wait for the other ranks; read all of valid here
+                dataset = loader.dataset
+                loader = make_loader(dataset, EpochSampler(dataset, shuffle=False, seed=self.config.seed), loader.batch_size,
+                                     0, collate_eval, False, self.config.seed)
+            candidates = collect_candidates(self.model, self.model_config, loader, self.device, self.amp_dtype,
+                                            distributed.DistInfo(), self.bad_images, self.config.progress, "calibrate")
+            assert candidates is not None
+            thresholds, sweep = calibrate_thresholds(valid.records, candidates, self.config)
+            accuracy = next(p["number_accuracy"] for p in sweep if p["threshold"] == thresholds["number_score"])
+            update_meta(best, thresholds=thresholds,
+                        metrics={**meta.metrics, "number_accuracy_calibrated": accuracy, "threshold_sweep": sweep})
+            (self.run_dir / "threshold_sweep.json").write_text(
+                json.dumps({"best": thresholds, "points": sweep}, indent=2) + "\n", encoding="utf-8")
+            self._plot()
+            log.info("done: best valid mAP %.4f at epoch %d; number threshold %.2f gives number accuracy %.4f on "
+                     "valid; %s", state.best_map, state.best_epoch, thresholds["number_score"], accuracy, best)
+        distributed.barrier(self.info)
+
+
+def train(config: TrainConfig, command: str | None = None) -> Path:
+    """Train with `config` (a fresh run, or config.resume set); returns the run folder."""
+    info, device = distributed.setup(config.device)
+    try:
+        run_dir: Path | None = None
+        if info.is_main:
+            run_dir = Path(config.resume) if config.resume else new_run_dir(config)
+            (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+        setup_logging(run_dir, info)
+        trainer = Trainer(config, run_dir, info, device, command or shlex.join(sys.argv))
+        return trainer.run()
+    finally:
+        distributed.cleanup(info)
