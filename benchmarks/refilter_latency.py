@@ -127,7 +127,7 @@ def main() -> None:
         same = all(torch.equal(refilter(c, threshold, 0.5).boxes, per_class_loop(c, threshold, 0.5).boxes) for c in cands)
         print(f"refilter == per-class loop on all 50 images: {same}")
 
-    print(f"\nwhole split, threshold 0.5, NMS IoU 0.5 (best of 3)")
+    print("\nwhole split, threshold 0.5, NMS IoU 0.5 (best of 3)")
     print(f"{'variant':44s} {'images':>7s} {'total s':>8s} {'ms/image':>9s} {'vs baseline':>12s}")
     base = None
     for name, images, fn in (

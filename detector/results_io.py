@@ -10,14 +10,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from detector.boxes import xyxy_to_xywh
 from detector.categories import is_category_id
 from detector.detections import Detections
+from detector.fileio import atomic_write_text
 from detector.number import NO_NUMBER, NumberReading
 
 BBOX_DECIMALS = 2  # 1/100 px: far below annotation noise, keeps pred.json small
@@ -45,28 +44,12 @@ def detections_to_coco_results(dets_by_id: Mapping[int, Detections]) -> list[dic
     return results
 
 
-def _write_atomic(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_pred_json(path: str | Path, detections: Mapping[int, Detections] | list[dict],
                     image_ids: Iterable[int] | None = None) -> Path:
     """Write Task 1's pred.json from detections by image id (or ready result records), validated first."""
     results = detections_to_coco_results(detections) if isinstance(detections, Mapping) else detections
     validate_pred_json(results, image_ids)
-    return _write_atomic(path, json.dumps(results, separators=(",", ":")))
+    return atomic_write_text(path, json.dumps(results, separators=(",", ":")))
 
 
 def write_pred_csv(path: str | Path, readings_by_id: Mapping[int, NumberReading | int],
@@ -79,7 +62,7 @@ def write_pred_csv(path: str | Path, readings_by_id: Mapping[int, NumberReading 
     writer.writerows((image_id, values[image_id]) for image_id in sorted(values))
     text = buffer.getvalue()
     _check_csv_rows(str(path), list(csv.reader(io.StringIO(text))), image_ids)
-    return _write_atomic(path, text)
+    return atomic_write_text(path, text)
 
 
 def _is_number(value: Any) -> bool:

@@ -16,7 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from detector.checkpoint import atomic_write
+from detector.fileio import atomic_write
 from detector.detections import Detections
 from detector.hw2 import ImageRecord
 from studio.paths import can_write_in, user_cache_dir

@@ -22,7 +22,7 @@ import numpy as np
 
 from detector.boxes import xyxy_to_xywh
 from detector.categories import category_to_digit, coco_categories, is_category_id
-from detector.checkpoint import atomic_write
+from detector.fileio import atomic_write
 from detector.hw2 import ImageRecord
 from detector.detections import Detections
 from detector.matching import AnnotationSuspect, find_annotation_suspects, match_records

@@ -145,7 +145,7 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
         try:
             cb = (lambda d, n: progress((d, n), desc="Predicting the validation set (once)", unit="images")) \
                 if progress is not None else None
-            found = views.suggestions(min_score_value, cb)
+            views.suggestions(min_score_value, cb)  # computes (once) what the table shows
             rows = views.table(min_score_value)
         except StudioError as err:
             return [], problem(str(err))

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from detector.checkpoint import DEFAULT_THRESHOLDS, CheckpointMeta, atomic_write, read_state_dict, save_checkpoint, update_meta
+from detector.checkpoint import DEFAULT_THRESHOLDS, CheckpointMeta, read_state_dict, save_checkpoint, update_meta
+from detector.fileio import atomic_write
 from detector.hw2 import Split, load_annotation_file, load_split
 from detector.models import build_model, count_parameters
 from training import distributed

@@ -96,11 +96,14 @@ def _draw_hershey(face: str, char: str) -> np.ndarray:
     return _crop_ink(img)
 
 
-@lru_cache(maxsize=None)
+_raw: dict[tuple[str, str], np.ndarray] = {}  # (typeface name, char) -> unweighted mask; shared with workers
+
+
 def _raw_glyph(face: Typeface, char: str) -> np.ndarray:
-    if face.group == "hershey":
-        return _draw_hershey(face.source, char)
-    return _draw_ttf(face.source, char)
+    key = (face.name, char)
+    if key not in _raw:
+        _raw[key] = _draw_hershey(face.source, char) if face.group == "hershey" else _draw_ttf(face.source, char)
+    return _raw[key]
 
 
 def _draws_digits(face: Typeface) -> bool:
@@ -132,10 +135,18 @@ def all_typefaces() -> tuple[Typeface, ...]:
     return _probed
 
 
-def use_typefaces(faces: tuple[Typeface, ...]) -> None:
-    """Adopt a list probed by another process (worker start-up), instead of probing every font again."""
+def probe_state() -> tuple[tuple[Typeface, ...], dict[tuple[str, str], np.ndarray]]:
+    """The typeface list and the digit masks drawn while probing (a few MB), for worker processes."""
+    faces = all_typefaces()
+    return faces, {k: v for k, v in _raw.items() if k[1] in DIGITS}
+
+
+def use_probe_state(state: tuple[tuple[Typeface, ...], dict[tuple[str, str], np.ndarray]]) -> None:
+    """Adopt another process's probe (worker start-up): no font is opened or drawn twice."""
     global _probed
+    faces, masks = state
     _probed = tuple(faces)
+    _raw.update(masks)
 
 
 @lru_cache(maxsize=None)

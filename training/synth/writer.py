@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from detector.categories import coco_categories
-from training.synth.fonts import all_typefaces, font_search_paths, use_typefaces
+from training.synth.fonts import all_typefaces, font_search_paths, probe_state, use_probe_state
 from training.synth.geometry import GEOMETRY_FILE, read_coco
 from training.synth.render import VISIBLE_INK_MIN, render_sample, render_twin
 from training.synth.styles import check_share, heldout_members
@@ -74,9 +74,9 @@ def _render_task(task: Task, out: str) -> tuple[str, int, int, int, list, list, 
     return split, index, int(image.shape[1]), int(image.shape[0]), boxes.tolist(), cats.tolist(), meta
 
 
-def _worker_init(faces: tuple) -> None:
+def _worker_init(probe: tuple) -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would only contend
-    use_typefaces(faces)
+    use_probe_state(probe)
 
 
 def _run(tasks: list[Task], out: Path, workers: int) -> Iterable[tuple]:
@@ -91,7 +91,7 @@ def _run(tasks: list[Task], out: Path, workers: int) -> Iterable[tuple]:
     if "forkserver" in methods:
         ctx.set_forkserver_preload(["training.synth.writer"])
     chunk = max(1, min(32, len(tasks) // (workers * 8)))
-    with ctx.Pool(workers, initializer=_worker_init, initargs=(all_typefaces(),)) as pool:
+    with ctx.Pool(workers, initializer=_worker_init, initargs=(probe_state(),)) as pool:
         yield from pool.imap_unordered(_task_star, [(t, str(out)) for t in tasks], chunksize=chunk)
 
 
