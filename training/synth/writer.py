@@ -99,7 +99,7 @@ def _task_star(args: tuple[Task, str]) -> tuple:
     return _render_task(*args)
 
 
-def _coco(results: list[tuple], split: str) -> dict:
+def _coco(results: list[tuple]) -> dict:
     from detector.boxes import xyxy_to_xywh  # imports torch: kept off the worker start-up path
 
     images, annotations = [], []
@@ -112,8 +112,9 @@ def _coco(results: list[tuple], split: str) -> dict:
             w, h = round(w, 2), round(h, 2)
             if w <= 0 or h <= 0:
                 continue
-            annotations.append({"id": len(annotations) + 1, "image_id": index, "bbox": [round(x, 2), round(y, 2), w, h],
-                                "category_id": int(c), "area": round(w * h, 2), "iscrowd": 0})
+            annotations.append({"id": len(annotations) + 1, "image_id": index,
+                                "bbox": [round(x, 2), round(y, 2), w, h], "category_id": int(c),
+                                "area": round(w * h, 2), "iscrowd": 0})
     return {"images": images, "annotations": annotations, "categories": coco_categories()}
 
 
@@ -152,7 +153,9 @@ def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed
     counts: images per split (missing splits use DEFAULT_COUNTS; 0 leaves a split empty). With
     `layouts` (any COCO file) the train split is a twin of that file, image for image and box for box
     (its count, if given, takes the first N layouts); valid and test are drawn as usual.
-    workers: processes (None: all cores). The output is identical for every worker count.
+    workers: processes (None: all cores). The output is identical for every worker count. With more
+    than one, workers start from a fork server that imports the calling script's __main__ module, so a
+    calling script needs the usual `if __name__ == "__main__":` guard.
     """
     share = check_share(styles)
     requested = dict(counts or {})
@@ -182,7 +185,7 @@ def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed
     for split in SPLITS:
         results[split].sort(key=lambda r: r[1])
     for split in ("train", "valid"):
-        (out / f"{split}.json").write_text(json.dumps(_coco(results[split], split)), encoding="utf-8")
+        (out / f"{split}.json").write_text(json.dumps(_coco(results[split])), encoding="utf-8")
     meta = {
         "generator": {
             "version": code_version(), "seed": int(seed), "styles": share,
