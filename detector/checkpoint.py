@@ -162,6 +162,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     """Rebuild the model from the checkpoint's own config and load its weights strictly (eval mode)."""
     path = Path(path)
     state, meta = read_state_dict(path)
+    if meta.config.norm == "auto":  # written before the config recorded it: the tensors tell
+        tracked = any(k.endswith("num_batches_tracked") and k.startswith("backbone.body.") for k in state)
+        meta.config = meta.config.replace(norm="bn" if tracked else "frozen_bn")
     model = build_model(meta.config, weights="none")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -34,6 +34,7 @@ from detector.categories import NUM_CLASSES
 
 BACKBONES = ("resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn", "efficientnet_lite0_fpn")
 WEIGHT_CHOICES = ("none", "imagenet", "coco")  # or a path to a state-dict file
+NORMS = ("auto", "bn", "frozen_bn")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -67,6 +68,9 @@ class ModelConfig:
     box_detections_per_img: int = 100
     trainable_backbone_layers: int = 5
     fpn_channels: int = 256
+    # light backbones: "frozen_bn" (pretrained statistics kept) or "bn"; "auto" = frozen_bn with pretrained weights.
+    # It changes the state dict (BatchNorm has num_batches_tracked), so checkpoints store the resolved value.
+    norm: str = "auto"
     box_head: str = "conv4fc1"  # torchvision v2's FastRCNNConvFCHead, or "mlp2" (TwoMLPHead, lighter)
     representation_size: int = 1024
     extra: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +113,8 @@ class ModelConfig:
             raise ValueError("anchor_sizes needs one non-empty tuple per feature level")
         if any(r <= 0 for r in self.aspect_ratios):
             raise ValueError(f"aspect ratios must be positive, got {self.aspect_ratios}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
         if self.min_size < 16 or self.max_size < self.min_size:
             raise ValueError(f"need 16 <= min_size <= max_size, got {self.min_size}/{self.max_size}")
 
@@ -205,9 +211,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return obj
 
 
-def _norm_layer(pretrained: bool) -> type[nn.Module]:
-    # Pretrained statistics are frozen (tiny batches would ruin them); from scratch BN must learn them.
-    return misc_nn_ops.FrozenBatchNorm2d if pretrained else nn.BatchNorm2d
+def resolve_norm(config: ModelConfig, weights: str) -> str:
+    """Pretrained statistics are frozen (tiny batches would ruin them); from scratch, BatchNorm must learn them."""
+    if config.norm != "auto":
+        return config.norm
+    return "frozen_bn" if weights in ("imagenet", "coco") else "bn"
+
+
+def finalize_config(config: ModelConfig, weights: str) -> ModelConfig:
+    """The config to save with a model built with `weights`: rebuilding it from the file alone gives the same net."""
+    return config.replace(norm=resolve_norm(config, weights))
+
+
+def _norm_layer(norm: str) -> type[nn.Module]:
+    return misc_nn_ops.FrozenBatchNorm2d if norm == "frozen_bn" else nn.BatchNorm2d
 
 
 def _build_backbone(config: ModelConfig, weights: str) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
@@ -215,13 +232,14 @@ def _build_backbone(config: ModelConfig, weights: str) -> tuple[nn.Module, tuple
     from torchvision.models import MobileNet_V3_Large_Weights, ResNet18_Weights, ResNet50_Weights
 
     imagenet = weights == "imagenet"
+    norm = resolve_norm(config, weights)
     trainable = config.trainable_backbone_layers
     if config.backbone == "efficientnet_lite0_fpn":
         from detector.backbones.efficientnet_lite import efficientnet_lite_fpn, preprocessing
 
         backbone = efficientnet_lite_fpn(
             variant="lite0", weights="imagenet" if imagenet else "none", fpn_channels=config.fpn_channels,
-            **config.extra.get("backbone_kwargs", {}),
+            norm_layer=_norm_layer(norm), **config.extra.get("backbone_kwargs", {}),
         )
         mean, std = preprocessing("lite0")
         return backbone, tuple(mean), tuple(std)
@@ -229,13 +247,13 @@ def _build_backbone(config: ModelConfig, weights: str) -> tuple[nn.Module, tuple
         is_50 = config.backbone == "resnet50_fpn_v2"
         enum = ResNet50_Weights.IMAGENET1K_V1 if is_50 else ResNet18_Weights.IMAGENET1K_V1
         # torchvision's resnet50_fpn_v2 uses plain BatchNorm even when pretrained; keep that for the seed.
-        net = (resnet50 if is_50 else resnet18)(weights=None, norm_layer=nn.BatchNorm2d if is_50 else _norm_layer(imagenet))
+        net = (resnet50 if is_50 else resnet18)(weights=None, norm_layer=nn.BatchNorm2d if is_50 else _norm_layer(norm))
         if imagenet:
             net.load_state_dict(fetch_torchvision_state_dict(enum))
         return _resnet_fpn(net, trainable, config.fpn_channels, fpn_norm=nn.BatchNorm2d if is_50 else None), \
             IMAGENET_MEAN, IMAGENET_STD
     if config.backbone == "mobilenet_v3_fpn":
-        net = mobilenet_v3_large(weights=None, norm_layer=_norm_layer(imagenet))
+        net = mobilenet_v3_large(weights=None, norm_layer=_norm_layer(norm))
         if imagenet:
             net.load_state_dict(fetch_torchvision_state_dict(MobileNet_V3_Large_Weights.IMAGENET1K_V1))
         return _mobilenet_extractor(net, True, min(trainable, 6)), IMAGENET_MEAN, IMAGENET_STD
@@ -273,7 +291,7 @@ def build_model(config: ModelConfig, weights: str = "none") -> FasterRCNN:
     """Build the detector for `config`; `weights` is none | imagenet (backbone) | coco (whole net) | a file path."""
     config.validate()
     is_path = weights not in WEIGHT_CHOICES
-    backbone, mean, std = _build_backbone(config, "imagenet" if weights == "imagenet" else "none")
+    backbone, mean, std = _build_backbone(config, weights if weights in WEIGHT_CHOICES else "none")
     anchor_generator = AnchorGenerator(config.anchor_sizes, (config.aspect_ratios,) * len(config.anchor_sizes))
     rpn_head = RPNHead(backbone.out_channels, anchor_generator.num_anchors_per_location()[0])
     roi_pool = MultiScaleRoIAlign(list(config.roi_featmap_names), config.roi_output_size, config.roi_sampling_ratio)
@@ -323,6 +341,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
-    "ModelConfig", "PRESETS", "get_preset", "build_model", "WeightsUnavailableError", "load_state_dict_file",
+    "ModelConfig", "PRESETS", "get_preset", "build_model", "finalize_config", "resolve_norm", "WeightsUnavailableError", "load_state_dict_file",
     "count_parameters",
 ]

@@ -140,3 +140,19 @@ def test_header_lengths_that_look_like_pickle_magic_still_load(tmp_path: Path) -
         seen_0x80 |= path.read_bytes()[0] == 0x80
         assert read_meta(path).training["pad"] == "x" * pad
     assert seen_0x80  # the loop did cover the case
+
+
+def test_pretrained_light_model_round_trips_through_a_checkpoint(tmp_path: Path) -> None:
+    """Pretrained backbones freeze BatchNorm (no num_batches_tracked): the saved config must rebuild that net."""
+    from detector.models import finalize_config
+
+    config = finalize_config(get_preset("effnet_lite0"), "imagenet")
+    assert config.norm == "frozen_bn"
+    model = build_model(config, weights="imagenet")
+    path = save_checkpoint(tmp_path / "e.safetensors", model.state_dict(), CheckpointMeta(config=config))
+    loaded = load_checkpoint(path).model
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), k
+    legacy = save_checkpoint(tmp_path / "legacy.safetensors", model.state_dict(),
+                             CheckpointMeta(config=config.replace(norm="auto")))  # written before `norm` existed
+    assert load_checkpoint(legacy).meta.config.norm == "frozen_bn"

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from detector.checkpoint import DEFAULT_THRESHOLDS, CheckpointMeta, read_state_dict, save_checkpoint, update_meta
 from detector.fileio import atomic_write
 from detector.hw2 import Split, load_annotation_file, load_split
-from detector.models import build_model, count_parameters
+from detector.models import build_model, count_parameters, finalize_config
 from training import distributed
 from training.augment import build_train_transform
 from training.config import ConfigError, TrainConfig, effective_workers, from_json
@@ -247,6 +247,7 @@ class Trainer:
     def _build_model(self) -> None:
         c = self.config
         seed_everything(c.seed)
+        self.model_config = finalize_config(self.model_config, c.weights)  # saved configs rebuild the same net
         model = build_model(self.model_config, weights=c.weights)
         self.box_loss = install_box_loss(model, BoxHeadLoss(
             kind=c.loss, iou_start_epoch=c.iou_start_epoch, iou_lambda=c.iou_lambda, iou_lambda_step=c.iou_lambda_step,
