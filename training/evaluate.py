@@ -97,17 +97,29 @@ def split_metrics(records: Sequence[ImageRecord], candidates: Mapping[int, Detec
     return out
 
 
+# NMS settings tried by the calibration besides the run's own: digits never overlap, so class-agnostic NMS at a
+# low IoU removes the second-class box a confused model puts on one digit (+10 points of number accuracy seen on
+# synthetic validation after one epoch of effnet_lite0).
+CALIBRATION_NMS = ((True, 0.3), (True, 0.5), (False, 0.3))
+
+
 def calibrate_thresholds(records: Sequence[ImageRecord], candidates: Mapping[int, Detections],
                          config: TrainConfig) -> tuple[dict[str, Any], list[dict[str, float]]]:
-    """The score threshold with the best number accuracy on valid, as checkpoint thresholds, and the sweep.
+    """The score threshold and NMS setting with the best number accuracy on valid, and that setting's sweep.
 
-    It becomes both `number_score` (Task 2) and `score` (what the app draws by default): the boxes a user
-    sees are then exactly the digits the number is read from. pred.json ignores it (it keeps every
-    candidate above a low floor, as mAP needs).
+    The threshold becomes both `number_score` (Task 2) and `score` (what the app draws by default): the boxes a
+    user sees are then exactly the digits the number is read from. pred.json ignores it (it keeps every
+    candidate above a low floor, as mAP needs). Among equally good settings the run's own comes first.
     """
     readable = [r for r in records if r.image_id in candidates]
-    sweep = sweep_score_threshold(readable, candidates, SWEEP_THRESHOLDS, config.val_nms, config.class_agnostic)
-    thresholds = {"score": sweep.best_threshold, "number_score": sweep.best_threshold, "nms_iou": config.val_nms,
-                  "class_agnostic": config.class_agnostic}
+    best = None
+    for agnostic, nms_iou in ((config.class_agnostic, config.val_nms), *CALIBRATION_NMS):
+        sweep = sweep_score_threshold(readable, candidates, SWEEP_THRESHOLDS, nms_iou, agnostic)
+        if best is None or sweep.best_accuracy > best[0].best_accuracy:
+            best = (sweep, agnostic, nms_iou)
+    assert best is not None
+    sweep, agnostic, nms_iou = best
+    thresholds = {"score": sweep.best_threshold, "number_score": sweep.best_threshold, "nms_iou": nms_iou,
+                  "class_agnostic": agnostic}
     points = [{"threshold": p.threshold, "number_accuracy": p.number_accuracy} for p in sweep.points]
     return thresholds, points
