@@ -215,7 +215,24 @@ def resolve_norm(config: ModelConfig, weights: str) -> str:
     """Pretrained statistics are frozen (tiny batches would ruin them); from scratch, BatchNorm must learn them."""
     if config.norm != "auto":
         return config.norm
+    if weights not in WEIGHT_CHOICES and str(weights).endswith(".safetensors"):
+        from detector.checkpoint import CheckpointError, read_meta  # local: checkpoint imports this module
+
+        try:  # fine-tuning one of our checkpoints: keep its architecture
+            norm = read_meta(weights).config.norm
+            if norm != "auto":
+                return norm
+        except CheckpointError:
+            pass
+        return "frozen_bn" if _has_frozen_norm(weights) else "bn"
     return "frozen_bn" if weights in ("imagenet", "coco") else "bn"
+
+
+def _has_frozen_norm(path: str) -> bool:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return not any(k.endswith("num_batches_tracked") and k.startswith("backbone.body.") for k in f.keys())
 
 
 def finalize_config(config: ModelConfig, weights: str) -> ModelConfig:
