@@ -20,8 +20,16 @@ plaque or glyph effect, and `styles='heldout'` draws only those.
     generate_dataset("DATA", {"train": 500}, seed=1, styles="train")
     image, boxes_xyxy, category_ids, meta = render_sample(np.random.default_rng(0), "all")
 """
-from training.synth.render import VISIBLE_INK_MIN, render_sample, render_twin
-from training.synth.writer import DEFAULT_COUNTS, SYNTH_VERSION, generate_dataset, image_rng
+from importlib import import_module
+from typing import Any
 
-__all__ = ["DEFAULT_COUNTS", "SYNTH_VERSION", "VISIBLE_INK_MIN", "generate_dataset", "image_rng", "render_sample",
-           "render_twin"]
+_EXPORTS = {"render_sample": "render", "render_twin": "render", "VISIBLE_INK_MIN": "render",
+            "generate_dataset": "writer", "image_rng": "writer", "DEFAULT_COUNTS": "writer", "SYNTH_VERSION": "writer"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy exports: `python -m training.synth.geometry` must not import (and so run twice) its own module."""
+    if name in _EXPORTS:
+        return getattr(import_module(f"training.synth.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'training.synth' has no attribute {name!r}")

@@ -129,18 +129,19 @@ def degrade(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, dict
     """Camera and street-view processing at output resolution: resampling, blur, colour, noise, JPEG."""
     h, w = img.shape[:2]
     meta: dict[str, Any] = {}
-    if rng.random() < 0.35:
-        f = rng.uniform(1.3, 2.8)
+    max_f = min(2.8, h / 12)  # never below ~12 rows: tiny crops are already as coarse as a digit can be
+    if rng.random() < 0.35 and max_f > 1.3:
+        f = rng.uniform(1.3, max_f)
         small = cv2.resize(img, (max(2, round(w / f)), max(2, round(h / f))), interpolation=cv2.INTER_AREA)
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_CUBIC)
         meta["low_res"] = round(f, 2)
     kind = rng.random()  # one blur at most: stacked on low resolution they erase small digits
     if kind < (0.25 if "low_res" in meta else 0.45):
-        s = rng.uniform(0.3, 1.1)
+        s = rng.uniform(0.3, float(np.clip(h / 30, 0.5, 1.1)))
         img = cv2.GaussianBlur(img, (0, 0), s)
         meta["blur"] = round(s, 2)
     elif kind > 0.93:
-        n = int(rng.integers(2, 5))
+        n = int(rng.integers(2, 5)) if h >= 30 else 2
         k = np.zeros((n, n), np.float32)
         if rng.random() < 0.5:
             k[n // 2, :] = 1
