@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from typing import Sequence
 
@@ -55,7 +56,7 @@ def train_main(argv: Sequence[str]) -> int:
     from training.engine import NonFiniteLossError
 
     try:
-        run_dir = train(config)
+        run_dir = train(config, command=shlex.join(["python", "-m", "training", "train", *argv]))
     except TrainingInterrupted as stop:
         print(f"\ninterrupted: {stop}", file=sys.stderr)
         return 130
