@@ -25,8 +25,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--nms-iou", type=float, default=None, help="NMS IoU threshold (default: the checkpoint's)")
-    p.add_argument("--class-agnostic", action="store_true", default=None,
-                   help="suppress overlapping boxes across classes (digits never overlap)")
+    p.add_argument("--class-agnostic", action=argparse.BooleanOptionalAction, default=None,
+                   help="NMS across classes (digits never overlap) or per class (default: the checkpoint's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _thresholds(args: argparse.Namespace, meta: CheckpointMeta) -> tuple[float, bool, float]:
     t = meta.thresholds
     nms_iou = t["nms_iou"] if args.nms_iou is None else args.nms_iou
-    agnostic = bool(t.get("class_agnostic", False)) if args.class_agnostic is None else True
+    agnostic = bool(t.get("class_agnostic", False)) if args.class_agnostic is None else args.class_agnostic
     number = t["number_score"] if args.number_threshold is None else args.number_threshold
     return float(nms_iou), agnostic, float(number)
 
