@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
@@ -93,6 +92,3 @@ class Predictor:
             bar.update(len(chunk))
         bar.close()
 
-
-def as_numpy_image(image: ImageSource) -> np.ndarray:
-    return np.asarray(load_rgb(image))
