@@ -20,13 +20,12 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from detector.categories import CLASS_NAMES
-from detector.fileio import atomic_write
-from detector.models import ModelConfig, build_model
+from detector.fileio import atomic_write, tensor_file_kind
+from detector.models import ModelConfig, build_model, norm_from_keys
 
 FORMAT_ID = "hw2-digit-detector/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.safetensors"
 DEFAULT_THRESHOLDS = {"score": 0.5, "nms_iou": 0.5, "number_score": 0.7, "class_agnostic": False}
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # raw pickle protocol 2+ / torch zip archive
 
 
 class CheckpointError(ValueError):
@@ -112,19 +111,18 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
 
 
 def _sniff(path: Path) -> None:
-    """Say what a file is before handing it to safetensors. A safetensors file starts with an 8-byte little-endian
-    header length and then '{'; that length's low byte can be 0x80, pickle's magic, so look for JSON first."""
+    """Say what a file is before handing it to safetensors."""
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(9)
-    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
-    if len(head) == 9 and head[8:9] == b"{" and 0 < header_len <= 100_000_000:
+    kind = tensor_file_kind(path)
+    if kind == "safetensors":
+        with path.open("rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
         if header_len > size - 8:
             raise CheckpointError(f"{path}: truncated checkpoint (header says {header_len:,} bytes, file has {size:,})")
         return
-    if head.startswith(_PICKLE_MAGIC):
+    if kind in ("pickle", "torch_zip"):
         raise CheckpointError(
             f"{path}: a pickle/torch.save file, not a safetensors checkpoint. Pickles can run code when "
             "loaded, so this project refuses them; convert trusted weights with "
@@ -163,8 +161,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     path = Path(path)
     state, meta = read_state_dict(path)
     if meta.config.norm == "auto":  # written before the config recorded it: the tensors tell
-        tracked = any(k.endswith("num_batches_tracked") and k.startswith("backbone.body.") for k in state)
-        meta.config = meta.config.replace(norm="bn" if tracked else "frozen_bn")
+        meta.config = meta.config.replace(norm=norm_from_keys(state))
     model = build_model(meta.config, weights="none")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

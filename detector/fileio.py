@@ -30,3 +30,53 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""))
+
+
+class TensorFileError(ValueError):
+    """A weights file that is not a plain tensor state dict; the message names the file and why."""
+
+
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def tensor_file_kind(path: str | Path) -> str:
+    """'safetensors', 'pickle' (raw), 'torch_zip' (torch.save) or 'unknown', from the first bytes.
+
+    A safetensors file starts with an 8-byte little-endian header length and then '{'. That length's low byte
+    can be 0x80, pickle's magic, so the JSON brace is looked for first.
+    """
+    with open(path, "rb") as f:
+        head = f.read(9)
+    header_len = int.from_bytes(head[:8], "little") if len(head) >= 8 else -1
+    if len(head) == 9 and head[8:9] == b"{" and 0 < header_len <= MAX_SAFETENSORS_HEADER:
+        return "safetensors"
+    if head.startswith(b"\x80"):
+        return "pickle"
+    if head.startswith(b"PK\x03\x04"):
+        return "torch_zip"
+    return "unknown"
+
+
+def read_tensor_file(path: str | Path) -> dict:
+    """A tensor-only file as {name: tensor}: safetensors, or torch.save read with weights_only=True, whose
+    restricted unpickler refuses anything but tensors and plain containers (a crafted pickle never runs).
+
+    The result may still be nested ({'model': {...}}); callers unwrap the layouts they know.
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise TensorFileError(f"weights file {path} not found")
+    if tensor_file_kind(path) in ("pickle", "torch_zip"):  # legacy or zip torch.save: restricted unpickler only
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # weights_only refusals, truncated archives
+            raise TensorFileError(f"{path}: not a tensor-only weights file ({type(err).__name__}: "
+                                  f"{str(err)[:200]}); refusing to unpickle it") from err
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError) as err:
+        raise TensorFileError(f"{path}: neither a safetensors nor a torch weights file ({err})") from err

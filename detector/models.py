@@ -18,7 +18,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -31,6 +31,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign, misc as misc_nn_ops
 
 from detector.categories import NUM_CLASSES
+from detector.fileio import TensorFileError, read_tensor_file, tensor_file_kind
 
 BACKBONES = ("resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn", "efficientnet_lite0_fpn")
 WEIGHT_CHOICES = ("none", "imagenet", "coco")  # or a path to a state-dict file
@@ -186,23 +187,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f"weights file {path} not found (weights= takes none, imagenet, coco or a path)")
-    head = path.read_bytes()[:4] if path.stat().st_size >= 4 else b""
-    if head.startswith(b"\x80"):
-        raise WeightsUnavailableError(f"{path}: a raw pickle file; refusing to unpickle it (it could run code)")
-    if not head.startswith(b"PK"):  # not a torch zip archive: must be safetensors
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError) as err:
-            raise WeightsUnavailableError(f"{path}: neither a safetensors nor a torch weights file ({err})") from err
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsUnavailableError(
-            f"{path}: not a tensor-only weights file ({type(err).__name__}: {str(err)[:200]}); refusing to unpickle it"
-        ) from err
+        obj = read_tensor_file(path)
+    except TensorFileError as err:
+        raise WeightsUnavailableError(str(err)) from err
     for key in ("model", "state_dict", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -215,24 +203,18 @@ def resolve_norm(config: ModelConfig, weights: str) -> str:
     """Pretrained statistics are frozen (tiny batches would ruin them); from scratch, BatchNorm must learn them."""
     if config.norm != "auto":
         return config.norm
-    if weights not in WEIGHT_CHOICES and str(weights).endswith(".safetensors"):
-        from detector.checkpoint import CheckpointError, read_meta  # local: checkpoint imports this module
+    if weights not in WEIGHT_CHOICES and tensor_file_kind(weights) == "safetensors":  # fine-tuning a file
+        from safetensors import safe_open
 
-        try:  # fine-tuning one of our checkpoints: keep its architecture
-            norm = read_meta(weights).config.norm
-            if norm != "auto":
-                return norm
-        except CheckpointError:
-            pass
-        return "frozen_bn" if _has_frozen_norm(weights) else "bn"
+        with safe_open(str(weights), framework="pt") as f:
+            return norm_from_keys(f.keys())
     return "frozen_bn" if weights in ("imagenet", "coco") else "bn"
 
 
-def _has_frozen_norm(path: str) -> bool:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return not any(k.endswith("num_batches_tracked") and k.startswith("backbone.body.") for k in f.keys())
+def norm_from_keys(keys: Iterable[str]) -> str:
+    """BatchNorm has num_batches_tracked, FrozenBatchNorm2d does not: a state dict tells which one it came from."""
+    tracked = any(k.endswith("num_batches_tracked") and k.startswith("backbone.body.") for k in keys)
+    return "bn" if tracked else "frozen_bn"
 
 
 def finalize_config(config: ModelConfig, weights: str) -> ModelConfig:
@@ -358,6 +340,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
-    "ModelConfig", "PRESETS", "get_preset", "build_model", "finalize_config", "resolve_norm", "WeightsUnavailableError", "load_state_dict_file",
+    "ModelConfig", "PRESETS", "get_preset", "build_model", "finalize_config", "resolve_norm", "norm_from_keys", "WeightsUnavailableError", "load_state_dict_file",
     "count_parameters",
 ]

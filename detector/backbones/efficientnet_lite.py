@@ -37,11 +37,12 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, StochasticDepth
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+from detector.fileio import TensorFileError, read_tensor_file
 
 # Per-channel RGB normalisation for tensors in [0, 1] (TF: (x - 127) / 128 on 0..255).
 IMAGE_MEAN: tuple[float, float, float] = (127.0 / 255.0,) * 3
@@ -261,12 +262,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise BackboneWeightsError(f"backbone weights file not found: {path}")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # unpickling refusals, truncated or foreign files: one clear message
+        state = read_tensor_file(path)
+    except TensorFileError as error:  # unpickling refusals, truncated or foreign files: one clear message
         raise BackboneWeightsError(
             f"cannot read backbone weights {path}: expected a plain tensor state dict (.pth/.pt saved with "
             f"torch.save(state_dict) or .safetensors); arbitrary pickled objects are refused. Cause: {error}"
