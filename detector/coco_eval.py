@@ -25,6 +25,7 @@ from detector.results_io import detections_to_coco_results, validate_pred_json
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large",
               "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
 BACKENDS = ("pycocotools", "faster_coco_eval")
+SWEEP_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95: training's and the app's grid
 
 
 @dataclass(eq=False)  # holds arrays

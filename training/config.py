@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from detector.models import PRESETS, WEIGHT_CHOICES, ModelConfig, get_preset
+from detector.scoring import MAP_SCORE_FLOOR
 
 LOSSES = ("original", "diou", "ciou", "giou_box", "diou_box", "ciou_box")
 AMP_CHOICES = ("none", "bf16", "fp16")
@@ -81,7 +82,7 @@ class TrainConfig:
     # evaluation
     eval_every: int = _opt(1, "evaluate every N epochs (the last epoch always)")
     val_score: float = _opt(0.5, "the seed's validation score threshold: number accuracy and the *_at_val_score stats")
-    map_score: float = _opt(0.05, "score threshold for mAP (COCO evaluation wants low-score detections too)")
+    map_score: float = _opt(MAP_SCORE_FLOOR, "score threshold for mAP (COCO evaluation wants low-score detections too)")
     val_nms: float = _opt(0.5, "NMS IoU threshold for validation")
     class_agnostic: bool = _opt(False, "class-agnostic NMS in validation")
     coco_backend: str = _opt("pycocotools", "pycocotools | faster_coco_eval (same numbers, faster)",

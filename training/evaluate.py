@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from detector.checkpoint import CheckpointMeta
-from detector.coco_eval import evaluate_coco, number_accuracy, sweep_score_threshold
+from detector.coco_eval import SWEEP_THRESHOLDS, evaluate_coco, number_accuracy, sweep_score_threshold
 from detector.detections import Detections
 from detector.hw2 import ImageRecord, records_to_coco
 from detector.models import ModelConfig
@@ -29,7 +29,6 @@ from training.config import TrainConfig
 from training.data import BadImage, BadImageLog
 from training.distributed import DistInfo, gather_to_main
 
-SWEEP_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))  # 0.05 .. 0.95
 
 
 @dataclass
