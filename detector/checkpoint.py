@@ -20,7 +20,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from detector.categories import CLASS_NAMES
-from detector.fileio import atomic_write, tensor_file_kind
+from detector.fileio import atomic_write, nonfinite_tensors, tensor_file_kind
+from detector.jsonsafe import is_number, loads
 from detector.models import ModelConfig, build_model, norm_from_keys
 
 FORMAT_ID = "hw2-digit-detector/1"
@@ -57,21 +58,48 @@ class CheckpointMeta:
 
     @classmethod
     def from_header(cls, header: dict[str, str], source: str) -> "CheckpointMeta":
+        """Metadata from a header anyone may have written: every field's type and range is checked."""
         if header.get("format") != FORMAT_ID:
             found = header.get("format", "no 'format' entry")
             raise CheckpointError(
                 f"{source}: a safetensors file, but not a checkpoint of this project (format: {found}; "
                 f"expected {FORMAT_ID}). Train one with `python -m training train`."
             )
+        if "config" not in header:
+            raise CheckpointError(f"{source}: checkpoint metadata is damaged (no 'config' entry)")
         try:
-            config = ModelConfig.from_dict(json.loads(header["config"]))
-            meta = json.loads(header.get("meta", "{}"))
-        except (KeyError, ValueError, TypeError) as err:
-            raise CheckpointError(f"{source}: checkpoint metadata is damaged ({err})") from err
-        thresholds = {**DEFAULT_THRESHOLDS, **meta.get("thresholds", {})}
-        return cls(config=config, class_names=meta.get("class_names", list(CLASS_NAMES)), thresholds=thresholds,
-                   training=meta.get("training", {}), metrics=meta.get("metrics", {}),
-                   code_version=meta.get("code_version", ""), created=meta.get("created", ""))
+            config = ModelConfig.from_dict(loads(header["config"], "config"))
+            return cls(config=config, **_checked_meta(loads(header.get("meta", "{}"), "meta")))
+        except (ValueError, TypeError) as err:  # JSONInputError is a ValueError
+            raise CheckpointError(f"{source}: checkpoint metadata is damaged ({err})") from None
+
+
+def _checked_meta(meta: Any) -> dict[str, Any]:
+    """CheckpointMeta's fields besides config, from the header's 'meta' JSON; ValueError names a bad one."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta should be an object, got {type(meta).__name__}")
+    thresholds = meta.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"thresholds should be an object, got {type(thresholds).__name__}")
+    thresholds = {**DEFAULT_THRESHOLDS, **thresholds}
+    for key in ("score", "nms_iou", "number_score"):
+        value = thresholds[key]
+        if not (is_number(value) and 0.0 <= value <= 1.0):
+            raise ValueError(f"thresholds.{key} should be a number in [0, 1], got {str(value)[:40]}")
+    if not isinstance(thresholds["class_agnostic"], bool):
+        raise ValueError(f"thresholds.class_agnostic should be true or false, got {str(thresholds['class_agnostic'])[:40]}")
+    class_names = meta.get("class_names", list(CLASS_NAMES))
+    if not (isinstance(class_names, list) and len(class_names) == len(CLASS_NAMES)
+            and all(isinstance(n, str) for n in class_names)):
+        raise ValueError(f"class_names should be a list of {len(CLASS_NAMES)} names, got {str(class_names)[:60]}")
+    out: dict[str, Any] = {"class_names": class_names, "thresholds": thresholds}
+    for key, kind, default in (("training", dict, {}), ("metrics", dict, {}), ("code_version", str, ""),
+                               ("created", str, "")):
+        value = meta.get(key, default)
+        if not isinstance(value, kind):
+            raise ValueError(f"{key} should be {'an object' if kind is dict else 'a string'}, got {type(value).__name__}")
+        out[key] = value
+    return out
 
 
 @dataclass
@@ -160,6 +188,11 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     """Rebuild the model from the checkpoint's own config and load its weights strictly (eval mode)."""
     path = Path(path)
     state, meta = read_state_dict(path)
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(
+            f"{path}: {len(bad)} of {len(state)} weight tensors hold NaN or Inf values (e.g. {bad[:3]}); the training "
+            "run that wrote it diverged: use an earlier checkpoint of the run or train again")
     if meta.config.norm == "auto":  # written before the config recorded it: the tensors tell
         meta.config = meta.config.replace(norm=norm_from_keys(state))
     model = build_model(meta.config, weights="none")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, CheckpointMeta, read_meta, save_checkpoint
-from detector.hw2 import AnnotationError, list_images, load_split
+from detector.hw2 import IMAGE_SUFFIXES, AnnotationError, load_split, scan_images
 from detector.images import ImageLoadError
 from detector.models import WeightsUnavailableError
 
@@ -76,9 +76,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from detector.refilter import refilter
     from detector.results_io import write_pred_csv, write_pred_json
 
-    items = list_images(args.images)
+    folder = scan_images(args.images)
+    for message in folder.skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
+    items = folder.items
     if not items:
-        raise AnnotationError(f"{args.images}: no images found (.png/.jpg)")
+        raise AnnotationError(f"{args.images}: no images named <id>.<ext> found ({' '.join(IMAGE_SUFFIXES)})")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     nms_iou, agnostic, number_threshold = _thresholds(args, predictor.meta)
     detections, readings, failed = {}, {}, []
@@ -98,7 +101,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
           f"({len(ids)} rows, number threshold {number_threshold:.2f}, NMS IoU {nms_iou:.2f}"
           f"{', class-agnostic' if agnostic else ''})")
     for message in failed:
-        print(f"warning: skipped unreadable image (pred_label -1): {message}", file=sys.stderr)
+        print(f"warning: no prediction for an unreadable or unusable image (pred_label -1): {message}",
+              file=sys.stderr)
     return 0
 
 

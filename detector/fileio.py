@@ -79,4 +79,14 @@ def read_tensor_file(path: str | Path) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except (SafetensorError, OSError) as err:
-        raise TensorFileError(f"{path}: neither a safetensors nor a torch weights file ({err})") from err
+        what = ("a truncated or damaged safetensors file" if tensor_file_kind(path) == "safetensors"
+                else "neither a safetensors nor a torch weights file")
+        raise TensorFileError(f"{path}: {what} ({err})") from err
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    """Names of the floating tensors holding NaN or Inf: weights a diverged run wrote, which predict nothing."""
+    import torch
+
+    return [name for name, t in state.items()
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]

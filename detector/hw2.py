@@ -6,12 +6,14 @@ What is fatal and what is repaired:
   records missing required keys or with wrong types, duplicate image ids.
 - Repaired and counted: boxes partly outside the image are clipped; boxes of zero or negative size are
   dropped; annotations with an unknown image id or a category id outside 1..10 are dropped (or fatal with
-  `strict=True`); duplicate annotation ids are renumbered; images whose file is missing are dropped.
+  `strict=True`); duplicate annotation ids are renumbered; images whose file is missing are dropped, and so
+  are images whose file_name points outside the split's image folder ("../../etc/passwd", "/abs/path").
 Every repair is listed in the split's `LoadReport`, whose `summary()` is the one line users see.
 """
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,9 +23,10 @@ import numpy as np
 
 from detector.boxes import clip_xyxy, xywh_to_xyxy, xyxy_to_xywh
 from detector.categories import coco_categories, is_category_id
+from detector.jsonsafe import JSONInputError, loads
 
 SPLITS_WITH_LABELS = ("train", "valid")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # GIF: its first frame
 _IMAGE_KEYS = {"id": int, "file_name": str, "width": int, "height": int}
 _ANNOTATION_KEYS = {"id": int, "image_id": int, "bbox": list, "category_id": int}
 _EXAMPLES_KEPT = 5
@@ -67,6 +70,7 @@ class LoadReport:
     dropped_bad_category: int = 0
     renumbered_annotation_ids: int = 0
     missing_files: int = 0
+    outside_image_dir: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
 
     def note(self, kind: str, example: str) -> None:
@@ -83,6 +87,7 @@ class LoadReport:
             "annotations with category_id outside 1..10 dropped": self.dropped_bad_category,
             "duplicate annotation ids renumbered": self.renumbered_annotation_ids,
             "images whose file is missing dropped": self.missing_files,
+            "images whose file_name leaves the image folder dropped": self.outside_image_dir,
         }
         out = []
         for text, count in counts.items():
@@ -141,9 +146,9 @@ def read_json(path: Path) -> Any:
     except (OSError, UnicodeDecodeError) as err:
         raise AnnotationError(f"{path}: cannot read annotation file ({err})") from err
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+        return loads(text, str(path))
+    except JSONInputError as err:
+        raise AnnotationError(str(err)) from None
 
 
 def _check_record(source: str, kind: str, index: int, record: Any, schema: dict[str, type]) -> None:
@@ -161,6 +166,17 @@ def _check_record(source: str, kind: str, index: int, record: Any, schema: dict[
             raise AnnotationError(
                 f"{source}: {kind}[{index}].{key} should be {expected.__name__}, got {value!r}"
             )
+
+
+def is_inside(path: Path, folder: Path) -> bool:
+    """Whether `path` names something under `folder` once '..' and absolute parts are applied.
+
+    Lexical on purpose: a symlinked image file (git-annex, DVC and similar keep images as links into a store
+    elsewhere) is the data owner's choice and stays usable; a file_name string in a JSON file must not climb out.
+    """
+    base = os.path.normpath(os.path.abspath(folder))
+    target = os.path.normpath(os.path.abspath(path))
+    return target != base and os.path.commonpath([base, target]) == base
 
 
 def parse_coco(
@@ -216,6 +232,14 @@ def parse_coco(
     records: list[ImageRecord] = []
     for image_id, img in images.items():
         path = image_dir / img["file_name"]
+        if not is_inside(path, image_dir):
+            if strict:
+                raise AnnotationError(f"{source}: image id {image_id}: file_name {img['file_name']!r} points outside "
+                                      f"the image folder {image_dir}")
+            report.outside_image_dir += 1
+            report.note("images whose file_name leaves the image folder dropped",
+                        f"image {image_id}: {img['file_name']!r}")
+            continue
         if require_files and not path.is_file():
             report.missing_files += 1
             report.note("images whose file is missing dropped", str(path))
@@ -270,14 +294,43 @@ def image_id_from_path(path: Path) -> int:
         raise AnnotationError(f"{path}: file name is not '<integer id>.<ext>' as HW2 test images are") from err
 
 
-def list_images(folder: str | Path) -> list[tuple[int, Path]]:
-    """(image_id, path) for every image in a folder, sorted by id; ids come from the file names."""
+@dataclass
+class ImageFolder:
+    """A folder's images by id, and one line for every entry that is not used, saying why."""
+
+    items: list[tuple[int, Path]]
+    skipped: list[str]
+
+
+def scan_images(folder: str | Path, *, strict_names: bool = False) -> ImageFolder:
+    """(image_id, path) for every `<id>.<image suffix>` file, sorted by id; everything else is listed as skipped
+    (with `strict_names`, an image file not named `<id>.<ext>` is an AnnotationError instead)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise AnnotationError(f"{folder}: image folder not found")
-    items = [(image_id_from_path(p), p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-    ids = Counter(i for i, _ in items)
-    dupes = [i for i, n in ids.items() if n > 1]
+    items, skipped = [], []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            skipped.append(f"{path}: not a regular file (a sub-folder or a broken link); not searched")
+        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            skipped.append(f"{path}: not an image type this reads ({' '.join(IMAGE_SUFFIXES)})")
+        else:
+            try:
+                items.append((image_id_from_path(path), path))
+            except AnnotationError as err:
+                if strict_names:
+                    raise
+                skipped.append(f"{err}; rename it to <id>{path.suffix}")
+    by_id: dict[int, list[str]] = {}
+    for image_id, path in items:
+        by_id.setdefault(image_id, []).append(path.name)
+    dupes = {i: names for i, names in by_id.items() if len(names) > 1}
     if dupes:
-        raise AnnotationError(f"{folder}: several files share image id(s) {sorted(dupes)[:5]}")
-    return sorted(items)
+        examples = "; ".join(f"{i}: {', '.join(names)}" for i, names in sorted(dupes.items())[:5])
+        raise AnnotationError(f"{folder}: several files share image id(s) ({examples}); keep one file per id")
+    return ImageFolder(sorted(items), skipped)
+
+
+def list_images(folder: str | Path) -> list[tuple[int, Path]]:
+    """(image_id, path) for every image in a folder, sorted by id; ids come from the file names."""
+    return scan_images(folder, strict_names=True).items

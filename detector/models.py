@@ -31,7 +31,8 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign, misc as misc_nn_ops
 
 from detector.categories import NUM_CLASSES
-from detector.fileio import TensorFileError, read_tensor_file, tensor_file_kind
+from detector.fileio import TensorFileError, nonfinite_tensors, read_tensor_file, tensor_file_kind
+from detector.jsonsafe import is_number
 
 BACKBONES = ("resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn", "efficientnet_lite0_fpn")
 WEIGHT_CHOICES = ("none", "imagenet", "coco")  # or a path to a state-dict file
@@ -83,19 +84,25 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: Any) -> "ModelConfig":
+        """A config from untrusted JSON (a checkpoint's header): every type and size is checked before use."""
+        if not isinstance(data, dict):
+            raise ValueError(f"model config should be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown model config key(s) {unknown}; known: {sorted(known)}")
+            raise ValueError(f"unknown model config key(s) {_short(unknown)}; known: {sorted(known)}")
         values = dict(data)
         if "anchor_sizes" in values:
-            values["anchor_sizes"] = tuple(tuple(int(s) for s in level) for level in values["anchor_sizes"])
-        for key in ("aspect_ratios",):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
+            levels = _sequence("anchor_sizes", values["anchor_sizes"], MAX_FEATURE_LEVELS)
+            values["anchor_sizes"] = tuple(
+                tuple(_whole(s) for s in _sequence(f"anchor_sizes[{i}]", level, MAX_ANCHOR_SIZES))
+                for i, level in enumerate(levels))
+        if "aspect_ratios" in values:
+            values["aspect_ratios"] = tuple(_sequence("aspect_ratios", values["aspect_ratios"], MAX_ASPECT_RATIOS))
         if "roi_featmap_names" in values:
-            values["roi_featmap_names"] = tuple(str(v) for v in values["roi_featmap_names"])
+            values["roi_featmap_names"] = tuple(_sequence("roi_featmap_names", values["roi_featmap_names"],
+                                                          MAX_FEATURE_LEVELS))
         config = cls(**values)
         config.validate()
         return config
@@ -106,18 +113,130 @@ class ModelConfig:
         return config
 
     def validate(self) -> None:
+        """Types and sizes, all bounded well above every preset, so no config can make a model allocate gigabytes."""
+        if not (isinstance(self.preset, str) and 0 < len(self.preset) <= 100):
+            raise ValueError(f"preset must be a name of 1..100 characters, got {_short(self.preset)}")
         if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose from {BACKBONES}")
-        if self.num_classes != NUM_CLASSES:
-            raise ValueError(f"num_classes must be {NUM_CLASSES} (background + 10 digits), got {self.num_classes}")
-        if not self.anchor_sizes or any(len(level) == 0 for level in self.anchor_sizes):
-            raise ValueError("anchor_sizes needs one non-empty tuple per feature level")
-        if any(r <= 0 for r in self.aspect_ratios):
-            raise ValueError(f"aspect ratios must be positive, got {self.aspect_ratios}")
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        if self.min_size < 16 or self.max_size < self.min_size:
+            raise ValueError(f"unknown backbone {_short(self.backbone)}; choose from {BACKBONES}")
+        if not (isinstance(self.num_classes, int) and not isinstance(self.num_classes, bool)
+                and self.num_classes == NUM_CLASSES):
+            raise ValueError(f"num_classes must be {NUM_CLASSES} (background + 10 digits), got {_short(self.num_classes)}")
+        for name, (lo, hi) in _INT_RANGES.items():
+            _check_int(name, getattr(self, name), lo, hi)
+        if self.max_size < self.min_size:
             raise ValueError(f"need 16 <= min_size <= max_size, got {self.min_size}/{self.max_size}")
+        if not (is_number(self.box_positive_fraction) and 0 < self.box_positive_fraction <= 1):
+            raise ValueError(f"box_positive_fraction must be a number in (0, 1], got {_short(self.box_positive_fraction)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {_short(self.norm)}")
+        if self.box_head not in BOX_HEADS:
+            raise ValueError(f"unknown box_head {_short(self.box_head)}; choose from {BOX_HEADS}")
+        self._validate_extra()
+        self._validate_anchors_and_levels()
+        head_in = (256 if self.box_head == "conv4fc1" else self.fpn_channels) * self.roi_output_size ** 2
+        if head_in * self.representation_size > MAX_BOX_HEAD_WEIGHTS:
+            raise ValueError(
+                f"box head too large: its first layer would have {head_in * self.representation_size:,} weights "
+                f"(roi_output_size^2 x channels x representation_size), over the limit of {MAX_BOX_HEAD_WEIGHTS:,}")
+
+    def _validate_extra(self) -> None:
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be an object, got {_short(self.extra)}")
+        kwargs = self.extra.get("backbone_kwargs", {})
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"extra.backbone_kwargs must be an object, got {_short(kwargs)}")
+        if kwargs and self.backbone != "efficientnet_lite0_fpn":
+            raise ValueError(f"extra.backbone_kwargs only apply to efficientnet_lite0_fpn, not {self.backbone}")
+        unknown = sorted(set(kwargs) - set(EFFNET_BACKBONE_KWARGS))
+        if unknown:
+            raise ValueError(f"unknown extra.backbone_kwargs {_short(unknown)}; allowed: {sorted(EFFNET_BACKBONE_KWARGS)}")
+        for key, value in kwargs.items():
+            if not EFFNET_BACKBONE_KWARGS[key](value):
+                raise ValueError(f"extra.backbone_kwargs.{key} has a bad value {_short(value)}")
+
+    def _validate_anchors_and_levels(self) -> None:
+        levels = _sequence("anchor_sizes", self.anchor_sizes, MAX_FEATURE_LEVELS)
+        per_level = [_sequence(f"anchor_sizes[{i}]", level, MAX_ANCHOR_SIZES) for i, level in enumerate(levels)]
+        for i, sizes in enumerate(per_level):
+            for size in sizes:
+                _check_int(f"anchor_sizes[{i}]", size, 1, MAX_INPUT_SIZE)
+        if len({len(sizes) for sizes in per_level}) != 1:
+            raise ValueError(f"every anchor_sizes level needs the same number of sizes (one RPN head serves all "
+                             f"levels), got {[len(sizes) for sizes in per_level]}")
+        ratios = _sequence("aspect_ratios", self.aspect_ratios, MAX_ASPECT_RATIOS)
+        if not all(is_number(r) and 0.01 <= r <= 100 for r in ratios):
+            raise ValueError(f"aspect ratios must be numbers in 0.01..100, got {_short(ratios)}")
+        if len(per_level[0]) * len(ratios) > MAX_ANCHORS_PER_LOCATION:
+            raise ValueError(f"{len(per_level[0])} sizes x {len(ratios)} aspect ratios = "
+                             f"{len(per_level[0]) * len(ratios)} anchors per location, over {MAX_ANCHORS_PER_LOCATION}")
+        names = feature_level_names(self)
+        if len(levels) != len(names):
+            raise ValueError(f"anchor_sizes has {len(levels)} levels but {self.backbone} gives {len(names)} feature "
+                             f"maps {list(names)}: one size tuple per map")
+        featmaps = _sequence("roi_featmap_names", self.roi_featmap_names, MAX_FEATURE_LEVELS)
+        if not all(isinstance(n, str) for n in featmaps) or not set(featmaps) <= set(names) \
+                or len(set(featmaps)) != len(featmaps):
+            raise ValueError(f"roi_featmap_names must be distinct names among {list(names)}, got {_short(featmaps)}")
+
+
+# Bounds on every size a config sets: far above every preset, far below what would exhaust a machine's memory.
+MAX_INPUT_SIZE = 4096  # px (presets: 128..1333)
+MAX_COUNT = 20_000  # proposals, sampled RoIs, detections per image (presets: at most 2000)
+MAX_FEATURE_LEVELS = 8
+MAX_ANCHOR_SIZES = 16  # per level
+MAX_ASPECT_RATIOS = 16
+MAX_ANCHORS_PER_LOCATION = 32  # presets: 4..8
+MAX_BOX_HEAD_WEIGHTS = 2**26  # the box head's first FC layer (the seed's: 12,845,056)
+BOX_HEADS = ("conv4fc1", "mlp2")
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "min_size": (16, MAX_INPUT_SIZE), "max_size": (16, MAX_INPUT_SIZE),
+    "roi_output_size": (1, 32), "roi_sampling_ratio": (-1, 16),
+    "rpn_pre_nms_top_n_train": (1, MAX_COUNT), "rpn_post_nms_top_n_train": (1, MAX_COUNT),
+    "rpn_pre_nms_top_n_test": (1, MAX_COUNT), "rpn_post_nms_top_n_test": (1, MAX_COUNT),
+    "rpn_batch_size_per_image": (1, MAX_COUNT), "box_batch_size_per_image": (1, MAX_COUNT),
+    "box_detections_per_img": (1, MAX_COUNT), "trainable_backbone_layers": (0, 6),
+    "fpn_channels": (1, 1024), "representation_size": (1, 4096),
+}
+EFFNET_BACKBONE_KWARGS: dict[str, Any] = {  # efficientnet_lite_fpn options a config may set, with their checks
+    "include_stride4": lambda v: isinstance(v, bool),
+    "extra_pool_level": lambda v: isinstance(v, bool),
+    "drop_path_rate": lambda v: is_number(v) and 0 <= v < 1,
+}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ValueError(f"{name} must be an integer, got {_short(value)}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in {lo}..{hi}, got {_short(value)}")
+
+
+def _whole(value: Any) -> Any:
+    """JSON may spell an integer as 32.0; anything else is left for validate() to refuse."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _sequence(name: str, value: Any, max_len: int) -> tuple:
+    if not isinstance(value, (list, tuple)) or not 0 < len(value) <= max_len:
+        raise ValueError(f"{name} must be a list of 1..{max_len} items, got {_short(value)}")
+    return tuple(value)
+
+
+def feature_level_names(config: ModelConfig) -> tuple[str, ...]:
+    """The names of the feature maps the config's backbone gives, in order (one anchor size tuple each)."""
+    if config.backbone in ("resnet50_fpn_v2", "resnet18_fpn"):
+        return ("0", "1", "2", "3", "pool")
+    if config.backbone == "mobilenet_v3_fpn":
+        return ("0", "1", "pool")
+    from detector.backbones.efficientnet_lite import backbone_feature_strides
+
+    kwargs = config.extra.get("backbone_kwargs", {})
+    return tuple(backbone_feature_strides(kwargs.get("include_stride4", False), kwargs.get("extra_pool_level", True)))
 
 
 _SMALL_PROPOSALS = dict(
@@ -196,6 +315,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise WeightsUnavailableError(f"{path}: expected a state dict of tensors")
+    bad = nonfinite_tensors(obj)
+    if bad:
+        raise WeightsUnavailableError(f"{path}: {len(bad)} of {len(obj)} tensors hold NaN or Inf values "
+                                      f"(e.g. {bad[:3]}); these weights come from a diverged run")
     return obj
 
 
@@ -204,10 +327,14 @@ def resolve_norm(config: ModelConfig, weights: str) -> str:
     if config.norm != "auto":
         return config.norm
     if weights not in WEIGHT_CHOICES and tensor_file_kind(weights) == "safetensors":  # fine-tuning a file
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(weights), framework="pt") as f:
-            return norm_from_keys(f.keys())
+        try:
+            with safe_open(str(weights), framework="pt") as f:
+                return norm_from_keys(f.keys())
+        except (SafetensorError, OSError) as err:
+            raise WeightsUnavailableError(f"{weights}: not a readable safetensors weights file, truncated or damaged "
+                                          f"({err}); copy it again") from None
     return "frozen_bn" if weights in ("imagenet", "coco") else "bn"
 
 
@@ -329,6 +456,14 @@ def build_model(config: ModelConfig, weights: str = "none") -> FasterRCNN:
         model.load_state_dict(_coco_state_dict(config), strict=False)
     elif is_path:
         state = load_state_dict_file(weights)
+        expected = model.state_dict()
+        wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+        if wrong:
+            k = wrong[0]
+            raise WeightsUnavailableError(
+                f"{weights}: {len(wrong)} tensor(s) have the wrong shape for a {config.preset} model (e.g. {k}: "
+                f"{tuple(state[k].shape)} in the file, {tuple(expected[k].shape)} in the model); were these weights "
+                "trained with another preset or model settings?")
         result = model.load_state_dict(state, strict=False)
         if len(result.missing_keys) == len(model.state_dict()):
             raise WeightsUnavailableError(f"{weights}: none of its tensors match a {config.preset} model")

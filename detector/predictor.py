@@ -6,6 +6,7 @@ boxes in original-image pixels. Score and NMS thresholds are then applied to the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -16,7 +17,7 @@ from torchvision.transforms.v2 import functional as F
 
 from detector.checkpoint import CheckpointMeta, load_checkpoint
 from detector.detections import Detections
-from detector.images import ImageSource, load_rgb
+from detector.images import ImageLoadError, ImageSource, load_rgb
 
 DEFAULT_SCORE_FLOOR = 0.01
 DEFAULT_MAX_CANDIDATES = 300
@@ -59,36 +60,80 @@ class Predictor:
         loaded = load_checkpoint(path, device=dev)
         return cls(model=loaded.model, meta=loaded.meta, device=dev, **kwargs)
 
+    def check_fits(self, image: Image.Image, label: str) -> None:
+        """Refuse an image the model's resize would squash to a side under 1 px (torchvision scales the short side
+        to min_size unless the long side would pass max_size, so an image over max_size:1 loses its short side)."""
+        transform = self.model.transform
+        width, height = image.size
+        scale = min(transform.min_size[-1] / min(width, height), transform.max_size / max(width, height))
+        if math.floor(min(width, height) * scale) < 1:
+            raise ImageLoadError(
+                f"{label}: a {width}x{height} image is too thin for this model, whose input is at most "
+                f"{transform.max_size} px long: its short side would shrink below 1 px; crop or pad it to an aspect "
+                f"ratio under {transform.max_size}:1")
+
     @torch.inference_mode()
-    def candidates(self, images: Sequence[ImageSource], batch_size: int = 8) -> list[Detections]:
-        """Raw candidates for each image (any mode/size; loaded with detector.images.load_rgb)."""
-        out: list[Detections] = []
+    def candidates_or_errors(self, images: Sequence[ImageSource],
+                             batch_size: int = 8) -> list[Detections | ImageLoadError]:
+        """Raw candidates for each image (any mode/size; loaded with detector.images.load_rgb), or the
+        ImageLoadError (naming it) that keeps it from the model; one bad image never costs the others."""
+        out: list[Detections | ImageLoadError] = []
         for start in range(0, len(images), batch_size):
-            batch = [image_to_tensor(load_rgb(im)).to(self.device) for im in images[start:start + batch_size]]
-            for result in self.model(batch):
-                out.append(Detections(result["boxes"].float().cpu(), result["scores"].float().cpu(),
-                                      result["labels"].cpu()))
+            chunk = images[start:start + batch_size]
+            slots: list[Detections | ImageLoadError | None] = [None] * len(chunk)
+            ready: list[tuple[int, str, torch.Tensor]] = []
+            for i, source in enumerate(chunk):
+                label = str(source) if isinstance(source, (str, Path)) else f"image {start + i + 1} of {len(images)}"
+                try:
+                    image = load_rgb(source, name=label)
+                    self.check_fits(image, label)
+                except ImageLoadError as err:
+                    slots[i] = err
+                    continue
+                except Exception as err:  # a decoder bug on a hostile file costs that image, not the batch
+                    slots[i] = ImageLoadError(f"{label}: could not be read ({type(err).__name__}: {str(err)[:200]})")
+                    continue
+                ready.append((i, label, image_to_tensor(image).to(self.device)))
+            for (i, _, _), result in zip(ready, self._run([(label, t) for _, label, t in ready])):
+                slots[i] = result
+            assert all(slot is not None for slot in slots)
+            out.extend(slots)  # type: ignore[arg-type]  # every slot is filled
         return out
+
+    def _run(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:
+        """One forward pass; should it fail, each image alone, so the error lands on the image that caused it."""
+        if not batch:
+            return []
+        try:
+            return [Detections(r["boxes"].float().cpu(), r["scores"].float().cpu(), r["labels"].cpu())
+                    for r in self.model([t for _, t in batch])]
+        except (RuntimeError, ValueError) as err:
+            if len(batch) > 1:
+                return [result for item in batch for result in self._run([item])]
+            label, tensor = batch[0]
+            return [ImageLoadError(f"{label}: the model failed on this {tensor.shape[2]}x{tensor.shape[1]} image "
+                                   f"({type(err).__name__}: {str(err)[:200]})")]
+
+    def candidates(self, images: Sequence[ImageSource], batch_size: int = 8) -> list[Detections]:
+        """Raw candidates for each image; the first image that cannot be used raises its ImageLoadError, which names
+        it (candidates_or_errors returns the errors in place instead)."""
+        results = self.candidates_or_errors(images, batch_size)
+        for result in results:
+            if isinstance(result, ImageLoadError):
+                raise result
+        return results  # type: ignore[return-value]  # no errors left
 
     def candidates_for_paths(
         self, items: Iterable[tuple[int, Path]], batch_size: int = 8, progress: bool = True, total: int | None = None
     ) -> Iterator[tuple[int, Detections | Exception]]:
-        """(image_id, candidates) for each (image_id, path); an unreadable image yields its error, not a crash."""
+        """(image_id, candidates) for each (image_id, path); an image that cannot be used yields its error."""
         from tqdm import tqdm
 
         items = list(items)
         bar = tqdm(total=total or len(items), disable=not progress, unit="img", desc="predict")
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            loaded: list[tuple[int, Image.Image]] = []
-            for image_id, path in chunk:
-                try:
-                    loaded.append((image_id, load_rgb(path)))
-                except ValueError as err:
-                    yield image_id, err
-            if loaded:
-                for (image_id, _), det in zip(loaded, self.candidates([im for _, im in loaded], batch_size)):
-                    yield image_id, det
+            for (image_id, _), result in zip(chunk, self.candidates_or_errors([p for _, p in chunk], batch_size)):
+                yield image_id, result
             bar.update(len(chunk))
         bar.close()
-

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -17,6 +16,7 @@ from detector.boxes import xyxy_to_xywh
 from detector.categories import is_category_id
 from detector.detections import Detections
 from detector.fileio import atomic_write_text
+from detector.jsonsafe import JSONInputError, is_number, loads
 from detector.number import NO_NUMBER, NumberReading
 
 BBOX_DECIMALS = 2  # 1/100 px: far below annotation noise, keeps pred.json small
@@ -65,10 +65,6 @@ def write_pred_csv(path: str | Path, readings_by_id: Mapping[int, NumberReading 
     return atomic_write_text(path, text)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -78,11 +74,11 @@ def validate_pred_json(path_or_list: str | Path | list, image_ids: Iterable[int]
     if isinstance(path_or_list, (str, Path)):
         source = str(path_or_list)
         try:
-            results = json.loads(Path(path_or_list).read_text(encoding="utf-8"))
+            results = loads(Path(path_or_list).read_text(encoding="utf-8"), source)
         except (OSError, UnicodeDecodeError) as err:
             raise PredictionFileError(f"{source}: cannot read ({err})") from err
-        except json.JSONDecodeError as err:
-            raise PredictionFileError(f"{source}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+        except JSONInputError as err:
+            raise PredictionFileError(str(err)) from None
     else:
         source, results = "pred.json", path_or_list
     if not isinstance(results, list):
@@ -103,11 +99,11 @@ def validate_pred_json(path_or_list: str | Path | list, image_ids: Iterable[int]
         if not is_category_id(r["category_id"]):
             raise PredictionFileError(f"{where}.category_id should be an integer in 1..10 (1 is digit 0), got {r['category_id']!r}")
         bbox = r["bbox"]
-        if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             raise PredictionFileError(f"{where}.bbox should be 4 finite numbers [x, y, w, h], got {bbox!r}")
         if bbox[2] < 0 or bbox[3] < 0:
             raise PredictionFileError(f"{where}.bbox has negative width/height: {bbox!r}")
-        if not (_is_number(r["score"]) and 0.0 <= r["score"] <= 1.0):
+        if not (is_number(r["score"]) and 0.0 <= r["score"] <= 1.0):
             raise PredictionFileError(f"{where}.score should be a number in [0, 1], got {r['score']!r}")
     return results
 
