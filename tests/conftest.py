@@ -59,3 +59,12 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
     save_checkpoint(path, build_model(config).state_dict(), CheckpointMeta(config=config))
     return path
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """A skipped browser test hides in a green run: say so loudly, with the command that fixes it."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if "chromium" in str(r.longrepr).lower()]
+    if skipped:
+        terminalreporter.write_line(
+            f"WARNING: {len(skipped)} browser test(s) skipped because Chromium is not installed; install it with "
+            "`apt-get update && apt-get install -y chromium` and run the tests again", yellow=True, bold=True)

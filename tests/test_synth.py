@@ -17,7 +17,7 @@ from training.synth.fonts import DIGITS, all_typefaces, glyph
 from training.synth.geometry import GEOMETRY_FILE, QUANTILE_LEVELS, fit_geometry, load_geometry
 from training.synth.camera import Scene, measure_ink_box
 from training.synth.render import place_glyph
-from training.synth.styles import FAMILIES, family_options, share_of, typefaces
+from training.synth.styles import FAMILIES, TYPEFACE_GROUP_WEIGHTS, family_options, share_of, typefaces
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = REPO.parent / "shared" / "data" / "svhn-layouts" / "train_layouts.json.gz"
@@ -134,17 +134,36 @@ def test_twin_ink_fills_the_given_boxes() -> None:
         assert np.abs(measured - boxes).max() <= 1.0, (meta["typeface"], measured)
 
 
-def test_place_glyph_ink_spans_the_requested_box() -> None:
-    mask = glyph(all_typefaces()[0].name, "7")
-    for shear in (0.0, 0.2, -0.2):
-        patch, ox, oy = place_glyph(mask, 10.3, 5.6, 21.0, 40.0, shear)
-        ys, xs = np.nonzero(patch > 0.5)
-        x0, x1, y0, y1 = xs.min() + ox, xs.max() + ox + 1, ys.min() + oy, ys.max() + oy + 1
-        assert abs(y0 - 5.6) <= 1 and abs(y1 - 45.6) <= 1
-        if shear == 0:
-            assert abs(x0 - 10.3) <= 1 and abs(x1 - 31.3) <= 1
-        else:  # slanted ink stays inside the slanted box's bounds
-            assert x0 >= 10.3 - 1 and x1 <= 10.3 + 21 + abs(shear) * 40 + 1 and x1 - x0 > 21
+def _ink_bounds(patch: np.ndarray, ox: int, oy: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ys, xs = np.nonzero(patch > 0.5)
+    return xs + ox, ys + oy, np.stack([xs.min() + ox, xs.max() + ox + 1, ys.min() + oy, ys.max() + oy + 1])
+
+
+@pytest.mark.parametrize("char", ["7", "1"])
+def test_place_glyph_ink_spans_the_requested_box(char: str) -> None:
+    """For every face: at the glyph's own size its ink spans the box, and slanted ink is that ink sheared about
+    the box's bottom; at house-number size the ink stays in the box and loses at most faint hairline tips.
+
+    Slanted faces (scripts) sheared backwards get narrower, so the sheared extent is predicted from the upright
+    ink's rows rather than assumed to be wider than the box. Faces whose strokes vanish at house-number size
+    are refused when the library is vendored (vendor_typefaces._check_draws), not skipped here.
+    """
+    for face in all_typefaces():
+        mask = glyph(face.name, char)
+        x, y, h, w = 10.3, 5.6, float(mask.shape[0]), float(mask.shape[1])
+        xs, ys, (x0, x1, y0, y1) = _ink_bounds(*place_glyph(mask, x, y, w, h, 0.0))
+        assert abs(x0 - x) <= 1 and abs(x1 - (x + w)) <= 1 and abs(y0 - y) <= 1 and abs(y1 - (y + h)) <= 1, face
+        for shear in (0.2, -0.2):
+            _, _, (sx0, sx1, sy0, sy1) = _ink_bounds(*place_glyph(mask, x, y, w, h, shear))
+            shift = shear * (y + h - (ys + 0.5)) + max(0.0, -shear) * h
+            want0, want1 = (xs + shift).min(), (xs + 1 + shift).max()
+            assert abs(sy0 - y) <= 1.5 and abs(sy1 - (y + h)) <= 1.5, (face, shear)
+            assert abs(sx0 - want0) <= 1.5 and abs(sx1 - want1) <= 1.5, (face, shear, (sx0, sx1), (want0, want1))
+        for x, y, w, h in ((3.7, 2.2, 15.0, 30.0), (10.3, 5.6, 21.0, 40.0)):
+            for shear in (0.0, 0.2, -0.2):
+                _, _, (x0, x1, y0, y1) = _ink_bounds(*place_glyph(mask, x, y, w, h, shear))
+                assert x0 >= x - 1 and x1 <= x + w + abs(shear) * h + 1 and y0 >= y - 1 and y1 <= y + h + 1, face
+                assert y0 - y <= 3 and y + h - y1 <= 3 and (shear or x0 - x <= 3 and x + w - x1 <= 3), (face, shear)
 
 
 def test_edge_rule_labels_mostly_visible_digits_with_clipped_boxes() -> None:
@@ -167,7 +186,8 @@ def test_style_shares_are_disjoint_and_both_populated() -> None:
     faces_train = {f.name for f in typefaces("train")[0]}
     faces_heldout = {f.name for f in typefaces("heldout")[0]}
     assert faces_train and faces_heldout and not faces_train & faces_heldout
-    assert {"hershey", "dejavu"} <= {f.group for f in typefaces("heldout")[0]}
+    for share in ("train", "heldout"):
+        assert {f.group for f in typefaces(share)[0]} == set(TYPEFACE_GROUP_WEIGHTS), share
 
 
 @pytest.mark.parametrize("share", ["train", "heldout"])

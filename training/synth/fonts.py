@@ -1,19 +1,19 @@
 """Typefaces the generator can draw digits in, and per-process caches of their glyph masks.
 
-Real house numbers come in every typeface, so the generator draws from all it can find offline:
-the DejaVu / STIX / Computer Modern TrueType files matplotlib ships, any TrueType/OpenType file under
-/usr/share/fonts, and OpenCV's single-stroke Hershey faces (which look like painted or stencilled
-numbers). A font is only used if it draws ten distinct, non-empty, equal-height digits, which drops
-symbol fonts, empty "Display" stubs and old-style figures without a hand-kept list.
+Real house numbers come in every typeface, so the generator draws from a vendored library of a few hundred
+open-licence families (training/synth/typefaces/, built by vendor_typefaces.py from typefaces.txt: sans,
+condensed, serif, slab, rounded, display, stencil, script, handwriting and mono faces) and from OpenCV's
+single-stroke Hershey faces (which look like painted or stencilled numbers). Nothing is looked up on the
+machine, so the same seed draws the same data everywhere. A face is only used if it has every digit and
+distractor letter and draws ten distinct, non-empty, equal-height digits (which drops old-style figures
+without a hand-kept list).
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-
-import importlib.util
 
 import cv2
 import numpy as np
@@ -23,7 +23,8 @@ GLYPH_PX = 96  # ink height of a cached digit; placed glyphs are resized from th
 DIGITS = "0123456789"
 # letters that cannot pass for a digit: unlabelled distractors (suffixes like "12A", street names)
 DISTRACTOR_LETTERS = "ACEFHJKMNPRUVWXY"
-SYSTEM_FONT_DIRS = (Path("/usr/share/fonts"),)
+TYPEFACE_DIR = Path(__file__).resolve().parent / "typefaces"
+MANIFEST = TYPEFACE_DIR / "manifest.json"
 HERSHEY_FACES = {
     "SIMPLEX": cv2.FONT_HERSHEY_SIMPLEX, "PLAIN": cv2.FONT_HERSHEY_PLAIN, "DUPLEX": cv2.FONT_HERSHEY_DUPLEX,
     "COMPLEX": cv2.FONT_HERSHEY_COMPLEX, "TRIPLEX": cv2.FONT_HERSHEY_TRIPLEX,
@@ -36,40 +37,37 @@ _WEIGHT_STEP = 0.028  # one weight level = this fraction of the glyph height add
 
 @dataclass(frozen=True, order=True)
 class Typeface:
-    name: str  # unique: file stem for TrueType, "Hershey-<FACE>" for OpenCV faces
-    group: str  # family group, e.g. "dejavu", "liberation", "hershey"
+    name: str  # unique: file stem for vendored faces, "Hershey-<FACE>" for OpenCV faces
+    group: str  # the library's category ("sans", "condensed", "stencil", ...) or "hershey"
     source: str  # font file path, or the Hershey face name
+    family: str = field(default="", compare=False)  # held out as a whole; the name when not given
+
+    def __post_init__(self) -> None:
+        if not self.family:
+            object.__setattr__(self, "family", self.name)
 
 
-def _group_of(path: Path) -> str:
-    stem = path.stem.lower()
-    for prefix, group in (("dejavu", "dejavu"), ("stix", "stix"), ("cm", "computer-modern"),
-                          ("liberation", "liberation"), ("free", "freefont")):
-        if stem.startswith(prefix):
-            return group
-    return path.parent.name.lower() or "other"
+@lru_cache(maxsize=1)
+def manifest() -> tuple[dict, ...]:
+    """The vendored library's manifest rows (file, family, style, category, licence, copyright, source, sha256)."""
+    try:
+        rows = json.loads(MANIFEST.read_text())["files"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RuntimeError(f"cannot read the typeface manifest {MANIFEST} ({e}); restore it with "
+                           f"`git checkout -- {MANIFEST.parent}` or rebuild it with "
+                           f"`python -m training.synth.vendor_typefaces`") from None
+    return tuple(rows)
 
 
-def _matplotlib_fonts() -> Path:
-    """matplotlib's bundled TrueType folder, found without importing matplotlib (a quarter second per process)."""
-    spec = importlib.util.find_spec("matplotlib")
-    if spec is None or spec.origin is None:
-        return Path("/nonexistent")
-    return Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf"
-
-
-def _font_files() -> list[Path]:
-    mpl = _matplotlib_fonts()
-    files = sorted(mpl.glob("*.ttf"))
-    for root in SYSTEM_FONT_DIRS:
-        if root.is_dir():
-            files += sorted(p for p in root.rglob("*") if p.suffix.lower() in (".ttf", ".otf"))
-    seen, unique = set(), []
-    for p in files:  # matplotlib's copy wins, so results do not depend on which system fonts exist
-        if p.stem not in seen:
-            seen.add(p.stem)
-            unique.append(p)
-    return unique
+def _vendored() -> list[Typeface]:
+    faces = []
+    for row in manifest():
+        path = TYPEFACE_DIR / row["file"]
+        if not path.is_file():
+            raise RuntimeError(f"vendored typeface {path} is missing; restore it with "
+                               f"`git checkout -- {TYPEFACE_DIR}`")
+        faces.append(Typeface(Path(row["file"]).stem, row["category"], str(path), row["family"]))
+    return faces
 
 
 @lru_cache(maxsize=None)
@@ -108,17 +106,21 @@ def _draw_hershey(face: str, char: str) -> np.ndarray:
 _raw: dict[tuple[str, str], np.ndarray] = {}  # (typeface name, char) -> unweighted mask; shared with workers
 
 
-def _raw_glyph(face: Typeface, char: str) -> np.ndarray:
+def face_glyph(face: Typeface, char: str) -> np.ndarray:
     key = (face.name, char)
     if key not in _raw:
         _raw[key] = _draw_hershey(face.source, char) if face.group == "hershey" else _draw_ttf(face.source, char)
     return _raw[key]
 
 
-def _draws_digits(face: Typeface) -> bool:
-    """Ten non-empty, distinct, roughly equal-height digits (rejects symbol fonts and old-style figures)."""
+def draws_digits(face: Typeface) -> bool:
+    """Ten non-empty, distinct, roughly equal-height digits (rejects symbol fonts and old-style figures).
+
+    Run on every face when the library is vendored (a face that fails is not vendored) and by the tests, so
+    that listing the typefaces at run time costs no drawing.
+    """
     try:
-        glyphs = [_raw_glyph(face, d) for d in DIGITS]
+        glyphs = [face_glyph(face, d) for d in DIGITS]
     except OSError:
         return False
     if any(g.size == 0 or g.shape[0] < GLYPH_PX * 0.4 for g in glyphs):
@@ -135,23 +137,22 @@ _probed: tuple[Typeface, ...] | None = None
 
 
 def all_typefaces() -> tuple[Typeface, ...]:
-    """Every usable typeface on this machine, sorted by name (the order is part of determinism)."""
+    """Every typeface (vendored + Hershey), sorted by name (the order is part of determinism)."""
     global _probed
     if _probed is None:
         faces = [Typeface(f"Hershey-{name}", "hershey", name) for name in HERSHEY_FACES]
-        faces += [Typeface(p.stem, _group_of(p), str(p)) for p in _font_files()]
-        _probed = tuple(sorted(f for f in faces if _draws_digits(f)))
+        _probed = tuple(sorted(faces + _vendored()))
     return _probed
 
 
 def probe_state() -> tuple[tuple[Typeface, ...], dict[tuple[str, str], np.ndarray]]:
-    """The typeface list and the digit masks drawn while probing (a few MB), for worker processes."""
+    """The typeface list and the digit masks drawn so far, for worker processes (they draw the rest lazily)."""
     faces = all_typefaces()
     return faces, {k: v for k, v in _raw.items() if k[1] in DIGITS}
 
 
 def use_probe_state(state: tuple[tuple[Typeface, ...], dict[tuple[str, str], np.ndarray]]) -> None:
-    """Adopt another process's probe (worker start-up): no font is opened or drawn twice."""
+    """Adopt another process's list and masks (worker start-up): no glyph is drawn twice."""
     global _probed
     faces, masks = state
     _probed = tuple(faces)
@@ -175,7 +176,7 @@ def glyph(face_name: str, char: str, weight: int = 0) -> np.ndarray:
     """
     if weight not in WEIGHT_LEVELS:
         raise ValueError(f"weight must be one of {WEIGHT_LEVELS}, got {weight}")
-    mask = _raw_glyph(typeface_by_name(face_name), char)
+    mask = face_glyph(typeface_by_name(face_name), char)
     if weight == 0 or mask.size == 0:
         return mask
     r = max(1, round(abs(weight) * _WEIGHT_STEP * GLYPH_PX))
@@ -189,6 +190,5 @@ def glyph(face_name: str, char: str, weight: int = 0) -> np.ndarray:
 
 
 def font_search_paths() -> list[str]:
-    """For the metadata: where typefaces were looked up, so a different font set is visible."""
-    return [str(_matplotlib_fonts())] + [
-        str(p) for p in SYSTEM_FONT_DIRS if os.path.isdir(p)]
+    """For the metadata: where typefaces come from (the vendored folder only; Hershey faces ship with OpenCV)."""
+    return [str(TYPEFACE_DIR)]

@@ -3,9 +3,10 @@ deterministic split into a 'train' share and a held-out share.
 
 Why a split: "does the detector generalise to styles it never saw?" is only answerable if some
 typefaces, textures, colour schemes and plaque shapes never appear in training. Each family is split
-about 75/25. The fixed families below list their held-out members by name; typefaces (which depend
-on the fonts installed) are held out by a stable hash of their name, sha256("typeface:" + name) % 4
-== 0, which holds out some DejaVu, Liberation, FreeFont, STIX, Computer Modern and Hershey faces.
+about 75/25. The fixed families below list their held-out members by name. Typefaces are held out by
+whole font family (a Bold never trains while its Regular is held out), chosen per category by a stable hash
+of the family name, so every category (sans, condensed, serif, stencil, script, Hershey, ...) has members in
+both shares.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from training.synth.fonts import WEIGHT_LEVELS, Typeface, all_typefaces
+from training.synth.fonts import HERSHEY_FACES, WEIGHT_LEVELS, Typeface, all_typefaces, manifest, typeface_by_name
 
 StyleShare = Literal["train", "heldout", "all"]
 SHARES: tuple[str, ...] = ("train", "heldout", "all")
@@ -34,9 +35,12 @@ HELDOUT_PLAQUES = frozenset({"oval", "arch"})
 GLYPH_EFFECTS = {"flat": 4.0, "shadow": 1.5, "outline": 0.7, "emboss": 0.8, "extrude": 0.6}
 HELDOUT_GLYPH_EFFECTS = frozenset({"emboss"})
 GROWING_EFFECTS = frozenset({"outline", "extrude"})  # effects that make the digit itself bigger
-TYPEFACE_GROUP_WEIGHTS = {"dejavu": 0.24, "liberation": 0.2, "freefont": 0.14, "stix": 0.06,
-                          "computer-modern": 0.06, "hershey": 0.2}
-OTHER_GROUP_WEIGHT = 0.1
+# typeface categories, not faces, are weighted (so the many sans families do not drown the few stencils):
+# real house numbers are mostly sans, condensed and serif, with some stencil, script and display type
+TYPEFACE_GROUP_WEIGHTS = {"sans": 0.2, "condensed": 0.16, "serif": 0.13, "slab": 0.08, "rounded": 0.06,
+                          "display": 0.07, "stencil": 0.07, "script": 0.05, "handwriting": 0.05, "mono": 0.05,
+                          "hershey": 0.08}
+HELDOUT_TYPEFACE_SHARE = 0.25  # of the families in each category
 
 FAMILIES = {"background": (BACKGROUNDS, HELDOUT_BACKGROUNDS),
             "colour_scheme": (COLOUR_SCHEMES, HELDOUT_COLOUR_SCHEMES),
@@ -50,9 +54,26 @@ def check_share(styles: str) -> StyleShare:
     return styles  # type: ignore[return-value]
 
 
+def _family_rank(family: str) -> int:
+    return int(hashlib.sha256(f"typeface:{family}".encode()).hexdigest(), 16)
+
+
+@lru_cache(maxsize=1)
+def heldout_families() -> frozenset[str]:
+    """Per category, the quarter of families with the smallest hash (at least one): decided from the library's
+    list, not from which faces pass probing, so the split is the same on every machine."""
+    by_group: dict[str, set[str]] = {"hershey": {f"Hershey-{name}" for name in HERSHEY_FACES}}
+    for row in manifest():
+        by_group.setdefault(row["category"], set()).add(row["family"])
+    held: set[str] = set()
+    for families in by_group.values():
+        ranked = sorted(families, key=_family_rank)
+        held.update(ranked[:max(1, round(len(ranked) * HELDOUT_TYPEFACE_SHARE))])
+    return frozenset(held)
+
+
 def typeface_share(name: str) -> str:
-    digest = int(hashlib.sha256(f"typeface:{name}".encode()).hexdigest(), 16)
-    return "heldout" if digest % 4 == 0 else "train"
+    return "heldout" if typeface_by_name(name).family in heldout_families() else "train"
 
 
 def share_of(kind: str, name: str) -> str:
@@ -80,15 +101,21 @@ def family_options(kind: str, share: StyleShare) -> tuple[tuple[str, ...], np.nd
 
 @lru_cache(maxsize=None)
 def typefaces(share: StyleShare) -> tuple[tuple[Typeface, ...], np.ndarray]:
-    """Typefaces in a share; groups are weighted (not faces) so big font families do not dominate."""
+    """Typefaces in a share, weighted by category (TYPEFACE_GROUP_WEIGHTS) and then evenly by family."""
     faces = tuple(f for f in all_typefaces() if _in_share("typeface", f.name, share))
     if not faces:
         raise RuntimeError(f"no typeface in the {share!r} style share")
-    group_sizes: dict[str, int] = {}
+    families: dict[str, set[str]] = {}  # category -> its families in this share
+    styles: dict[str, int] = {}  # family -> its faces in this share
     for f in faces:
-        group_sizes[f.group] = group_sizes.get(f.group, 0) + 1
-    weights = np.array([TYPEFACE_GROUP_WEIGHTS.get(f.group, OTHER_GROUP_WEIGHT) / group_sizes[f.group]
-                        for f in faces])
+        families.setdefault(f.group, set()).add(f.family)
+        styles[f.family] = styles.get(f.family, 0) + 1
+    unknown = set(families) - set(TYPEFACE_GROUP_WEIGHTS)
+    if unknown:
+        raise RuntimeError(f"typeface categories {sorted(unknown)} have no weight; add them to "
+                           "styles.TYPEFACE_GROUP_WEIGHTS or fix the category in typefaces.txt")
+    # a category's weight is shared by its families, a family's by its styles (Regular and Bold)
+    weights = np.array([TYPEFACE_GROUP_WEIGHTS[f.group] / len(families[f.group]) / styles[f.family] for f in faces])
     return faces, weights / weights.sum()
 
 
