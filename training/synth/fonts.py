@@ -107,6 +107,7 @@ _raw: dict[tuple[str, str], np.ndarray] = {}  # (typeface name, char) -> unweigh
 
 
 def face_glyph(face: Typeface, char: str) -> np.ndarray:
+    """Unweighted ink-cropped mask, drawn once per process; takes any face (the vendoring script checks new ones)."""
     key = (face.name, char)
     if key not in _raw:
         _raw[key] = _draw_hershey(face.source, char) if face.group == "hershey" else _draw_ttf(face.source, char)
@@ -164,7 +165,8 @@ def typeface_by_name(name: str) -> Typeface:
     for face in all_typefaces():
         if face.name == name:
             return face
-    raise KeyError(f"unknown typeface {name!r}; available: {[f.name for f in all_typefaces()]}")
+    raise KeyError(f"unknown typeface {name!r}: not one of the {len(all_typefaces())} faces in {MANIFEST} "
+                   "or Hershey-<FACE>; list them with training.synth.fonts.all_typefaces()")
 
 
 @lru_cache(maxsize=None)

@@ -32,9 +32,11 @@ DEFAULT_LIST = HERE / "typefaces.txt"
 DEFAULT_OUT = HERE / "typefaces"
 CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz -."
 ALLOWED_LICENCES = {"OFL-1.1": "OFL-1.1.txt", "Apache-2.0": "Apache-2.0.txt", "UFL-1.0": "UFL-1.0.txt"}
-# how each licence names itself in a Debian copyright file or a font's licence name record
-LICENCE_MARKERS = {"OFL-1.1": ("SIL Open Font License", "OFL-1.1", "OFL"), "Apache-2.0": ("Apache License",),
-                   "UFL-1.0": ("Ubuntu Font Licence",)}
+# how each licence names itself in a licence file, a Debian copyright file or a font's licence records
+LICENCE_MARKERS = {"OFL-1.1": ("SIL Open Font License", "SIL OPEN FONT LICENSE", "OFL-1.1", "scripts.sil.org/OFL",
+                               "openfontlicense.org"),
+                   "Apache-2.0": ("Apache License", "Apache-2.0", "apache.org/licenses/LICENSE-2.0"),
+                   "UFL-1.0": ("Ubuntu Font Licence", "UBUNTU FONT LICENCE", "UFL-1.0", "font.ubuntu.com/ufl")}
 LICENCE_HEADINGS = {"OFL-1.1": "SIL OPEN FONT LICENSE", "Apache-2.0": "Apache License",
                     "UFL-1.0": "UBUNTU FONT LICENCE"}
 CATEGORIES = ("sans", "condensed", "serif", "slab", "rounded", "display", "stencil", "script", "handwriting",
@@ -99,17 +101,26 @@ def fetch_fontsource(name: str, weights: tuple[int, ...], tmp: Path) -> Fetched:
         fonts = {}
         for want in weights:
             w = min(available, key=lambda a: (abs(a - want), a))
-            stem = f"files/{meta['id']}-latin-{w}-normal"
+            stem = f"files/{meta.get('id') or meta['fontId']}-{meta.get('defSubset', 'latin')}-{w}-normal"
             member = next((f"{stem}.{ext}" for ext in ("woff", "woff2") if f"package/{stem}.{ext}" in names), None)
             if member is None:
-                raise RuntimeError(f"{name} has no latin {w} normal font file")
+                raise RuntimeError(f"{name} has no {w} normal font file in its default subset")
             fonts[w] = read(member)
         # some packages carry no LICENSE file: then the font's own licence record (name ids 13, 14) must say it
         licence_text = (read("LICENSE").decode("utf-8", "replace") if "package/LICENSE" in names
                         else _licence_record(next(iter(fonts.values()))))
-    return Fetched(family=meta["family"], licence=meta["license"]["type"],
-                   copyright=meta["license"].get("attribution", "").strip(), version=version,
-                   licence_text=licence_text, fonts=fonts)
+    # older packages name the licence only by a URL: then the licence text says which it is
+    licence = meta["license"]
+    declared = licence["type"] if isinstance(licence, dict) else _licence_named_in(licence_text)
+    attribution = licence.get("attribution", "") if isinstance(licence, dict) else ""
+    return Fetched(family=meta.get("family") or meta["fontName"], licence=declared, copyright=attribution.strip(),
+                   version=version, licence_text=licence_text, fonts=fonts)
+
+
+def _licence_named_in(text: str) -> str:
+    """The one allowed licence a licence text or Debian copyright file names, or why there is not one."""
+    found = [lic for lic, marks in LICENCE_MARKERS.items() if any(m in text for m in marks)]
+    return found[0] if len(found) == 1 else f"not one allowed licence named in its licence text (found {found})"
 
 
 def fetch_debian(source: str, tmp: Path) -> Fetched:
@@ -123,9 +134,7 @@ def fetch_debian(source: str, tmp: Path) -> Fetched:
         raise RuntimeError(f"{package} has no file {filename}")
     copyright_file = root / "usr/share/doc" / package / "copyright"
     text = copyright_file.read_text("utf-8", "replace") if copyright_file.exists() else ""
-    # DEP-5 files name several licences (packaging often differs from the fonts): require exactly one allowed
-    found = [lic for lic, marks in LICENCE_MARKERS.items() if any(m in text for m in marks)]
-    licence = found[0] if len(found) == 1 else f"not one allowed licence in its copyright file (found {found})"
+    licence = _licence_named_in(text)  # DEP-5 files may name several: exactly one allowed licence is required
     version = deb.name.split("_")[1]
     return Fetched(family="", licence=licence, copyright="", version=version, licence_text=text,
                    fonts={400: font.read_bytes()})
@@ -254,10 +263,10 @@ def vendor_one(entry: Entry) -> tuple[list[dict], dict[str, bytes], str]:
             got = fetch_fontsource(entry.source, entry.weights, Path(tmp))
     if got.licence not in ALLOWED_LICENCES:
         raise RuntimeError(f"licence {got.licence!r} is not one of {sorted(ALLOWED_LICENCES)}; drop it from the list")
-    from_npm = not entry.source.startswith("deb:")  # a Debian copyright file was already checked for its licence
-    if from_npm and LICENCE_HEADINGS[got.licence].lower() not in got.licence_text.lower():
+    if _licence_named_in(got.licence_text) != got.licence:
         # metadata can be wrong (fontsource labels DejaVu's Bitstream Vera licence OFL): the text decides
-        raise RuntimeError(f"declared {got.licence} but its licence file is not that licence; drop it from the list")
+        raise RuntimeError(f"declared {got.licence} but its licence text does not name that licence alone; "
+                           "drop it from the list")
     rows, files = [], {}
     for weight, data in sorted(got.fonts.items()):
         small = subset(data)
