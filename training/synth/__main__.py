@@ -20,6 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--styles", choices=SHARES, default="all", help="style share: train, heldout or all")
     ap.add_argument("--layouts", metavar="FILE.json", help="COCO file: render train as its twin, box for box")
+    ap.add_argument("--negatives", type=float, default=0.0, metavar="SHARE",
+                    help="share of train images drawn with no number (hard negatives: scene and clutter only)")
     ap.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     ap.add_argument("--contact-sheet", metavar="PATH.png", help="also write a grid of 48 train samples with boxes")
     ap.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
@@ -29,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("image counts must be >= 0")
     start = time.perf_counter()
     out = generate_dataset(args.out, counts, seed=args.seed, styles=args.styles, layouts=args.layouts,
-                           workers=args.workers, overwrite=args.overwrite, progress=True)
+                           workers=args.workers, overwrite=args.overwrite, progress=True, negatives=args.negatives)
     total = sum(len(list((out / s).glob("*.png"))) for s in ("train", "valid", "test"))
     took = time.perf_counter() - start
     print(f"wrote {total} images to {out} in {took:.1f} s ({total / max(took, 1e-9):.0f} images/s)")

@@ -129,17 +129,23 @@ def degrade(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, dict
     """Camera and street-view processing at output resolution: resampling, blur, colour, noise, JPEG."""
     h, w = img.shape[:2]
     meta: dict[str, Any] = {}
-    max_f = min(2.8, h / 12)  # never below ~12 rows: tiny crops are already as coarse as a digit can be
-    if rng.random() < 0.35 and max_f > 1.3:
+    # Street View crops are mostly small captures enlarged: low resolution is the rule, not the exception
+    max_f = min(4.0, h / 11)  # never below ~11 rows: tiny crops are already as coarse as a digit can be
+    if rng.random() < 0.55 and max_f > 1.3:
         f = rng.uniform(1.3, max_f)
         small = cv2.resize(img, (max(2, round(w / f)), max(2, round(h / f))), interpolation=cv2.INTER_AREA)
         img = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR if rng.random() < 0.5 else cv2.INTER_CUBIC)
         meta["low_res"] = round(f, 2)
     kind = rng.random()  # one blur at most: stacked on low resolution they erase small digits
-    if kind < (0.25 if "low_res" in meta else 0.45):
-        s = rng.uniform(0.3, float(np.clip(h / 30, 0.5, 1.1)))
+    if kind < (0.3 if "low_res" in meta else 0.5):
+        s = rng.uniform(0.3, float(np.clip(h / 25, 0.5, 1.6)))
         img = cv2.GaussianBlur(img, (0, 0), s)
         meta["blur"] = round(s, 2)
+    elif kind < 0.58 and h >= 24:  # defocus: a disk, not a Gaussian
+        r = int(rng.integers(1, 3 if h < 60 else 4))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)).astype(np.float32)
+        img = cv2.filter2D(img, -1, disk / disk.sum())
+        meta["defocus"] = r
     elif kind > 0.93:
         n = int(rng.integers(2, 5)) if h >= 30 else 2
         k = np.zeros((n, n), np.float32)
@@ -155,7 +161,13 @@ def degrade(rng: np.random.Generator, img: np.ndarray) -> tuple[np.ndarray, dict
     mean = float(grey.mean())
     contrast = rng.uniform(0.65, 1.1)
     img = (img - mean) * contrast + mean + rng.uniform(-0.08, 0.08)
-    img = scale_channels(img, rng.uniform(0.92, 1.08, 3))  # white balance
+    if rng.random() < 0.2:  # haze and glare: the number fades towards a flat grey or sky
+        veil = np.float32(rng.uniform(0.4, 0.95))
+        a = np.float32(rng.uniform(0.1, 0.4))
+        img = img * (1 - a) + veil * a
+        meta["haze"] = round(float(a), 2)
+    cast = 0.15 if rng.random() < 0.3 else 0.08  # white balance, sometimes a strong colour cast
+    img = scale_channels(img, rng.uniform(1 - cast, 1 + cast, 3))
     img = np.clip(img, 0, 1) ** np.float32(rng.uniform(0.75, 1.35))
     sigma = rng.uniform(0.003, 0.035)
     if rng.random() < 0.5:

@@ -29,13 +29,21 @@ SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
 DEFAULT_COUNTS = {"train": 1000, "valid": 200, "test": 200}
 SYNTH_VERSION = "1.0"
 
-# (split, index, seed, share, twin layout or None)
-Task = tuple[str, int, int, str, tuple[int, int, list, list, int] | None]
+# (split, index, seed, share, twin layout or None, negative)
+Task = tuple[str, int, int, str, tuple[int, int, list, list, int] | None, bool]
+NEGATIVE_STREAM = 3  # a SeedSequence key of its own: choosing negatives does not shift any image's randomness
 
 
 def image_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The one place an image's randomness comes from: (seed, split, index), nothing else."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), SPLIT_CODES[split], int(index)]))
+
+
+def is_negative(seed: int, index: int, rate: float) -> bool:
+    """Whether train image `index` is a negative (no number): decided by (seed, index) alone."""
+    if rate <= 0:
+        return False
+    return bool(np.random.default_rng(np.random.SeedSequence([int(seed), NEGATIVE_STREAM, int(index)])).random() < rate)
 
 
 def code_version() -> str:
@@ -58,10 +66,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _render_task(task: Task, out: str) -> tuple[str, int, int, int, list, list, dict]:
-    split, index, seed, share, twin = task
+    split, index, seed, share, twin, negative = task
     rng = image_rng(seed, split, index)
     if twin is None:
-        image, boxes, cats, meta = render_sample(rng, share)  # type: ignore[arg-type]
+        image, boxes, cats, meta = render_sample(rng, share, negative=negative)  # type: ignore[arg-type]
     else:
         width, height, twin_boxes, twin_cats, source_id = twin
         image, _, _, meta = render_twin(rng, width, height, np.array(twin_boxes), np.array(twin_cats),
@@ -147,12 +155,14 @@ def _prepare(out: Path, overwrite: bool) -> None:
 
 def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed: int = 0, styles: str = "all",
                      layouts: str | Path | None = None, workers: int | None = None, overwrite: bool = False,
-                     progress: bool = False) -> Path:
+                     progress: bool = False, negatives: float = 0.0) -> Path:
     """Write a synthetic HW2 dataset to `out` and return it.
 
     counts: images per split (missing splits use DEFAULT_COUNTS; 0 leaves a split empty). With
     `layouts` (any COCO file) the train split is a twin of that file, image for image and box for box
     (its count, if given, takes the first N layouts); valid and test are drawn as usual.
+    negatives: share of train images drawn as negatives (scene, plaque and clutter, no number, no box);
+    valid and test always hold a number, as HW2's do.
     workers: processes (None: all cores). The output is identical for every worker count. With more
     than one, workers start from a fork server that imports the calling script's __main__ module, so a
     calling script needs the usual `if __name__ == "__main__":` guard.
@@ -165,6 +175,8 @@ def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed
         raise ValueError(f"unknown split(s) in counts: {sorted(unknown)}; expected {SPLITS}")
     if any(int(n) < 0 for n in counts.values()):
         raise ValueError(f"counts must be >= 0, got {counts}")
+    if not 0.0 <= negatives < 1.0:
+        raise ValueError(f"negatives is a share of the train images in [0, 1), got {negatives}")
     out = Path(out)
     twins = _twin_layouts(layouts) if layouts else None
     if twins is not None:
@@ -176,7 +188,8 @@ def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed
     for split in SPLITS:
         for index in range(1, int(counts[split]) + 1):
             twin = twins[index - 1] if (twins is not None and split == "train") else None
-            tasks.append((split, index, int(seed), share, twin))
+            negative = twin is None and split == "train" and is_negative(seed, index, negatives)
+            tasks.append((split, index, int(seed), share, twin, negative))
     n_workers = max(1, int(workers if workers is not None else (mp.cpu_count() or 1)))
     results: dict[str, list[tuple]] = {s: [] for s in SPLITS}
     for r in tqdm(_run(tasks, out, min(n_workers, max(1, len(tasks)))), total=len(tasks), desc="synth",
@@ -190,10 +203,12 @@ def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed
         "generator": {
             "version": code_version(), "seed": int(seed), "styles": share,
             "counts": {s: int(counts[s]) for s in SPLITS}, "layouts": str(layouts) if layouts else None,
-            "edge_rule": f"a digit cut by the image edge keeps a box (clipped to its visible ink) if at least "
-                         f"{VISIBLE_INK_MIN:.0%} of its ink is inside the image, else it is unlabelled",
-            "boxes": "tight on the glyph ink after all geometric transforms" if not layouts else
-                     "train: the layout file's boxes verbatim (glyph ink stretched to fill them)",
+            "edge_rule": f"a digit is labelled only when fully visible (at least {VISIBLE_INK_MIN:.0%} of its ink "
+                         "inside the image); a digit cut by the edge stays in the pixels, unlabelled",
+            "boxes": "SVHN's convention: the glyph ink box after all geometric transforms, widened by an "
+                     "annotator's margins (render.BoxConvention)" if not layouts else
+                     "train: the layout file's boxes verbatim (glyph ink drawn inside them with SVHN's margins)",
+            "negatives": float(negatives),
             "typefaces": [f.name for f in all_typefaces()], "font_paths": font_search_paths(),
             "heldout": heldout_members(),
         },
