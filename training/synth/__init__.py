@@ -1,13 +1,15 @@
 """Synthetic street-view house numbers: the project's embedded default dataset.
 
 Real SVHN geometry (image sizes, digit counts, heights, spacing, position: summary figures fitted
-from the real layouts, `svhn_geometry.json`), drawn in ~66 typefaces on procedural wall textures
-with plaques, glyph effects, perspective, lighting, blur, noise and JPEG artefacts.
+from the real layouts, `svhn_geometry.json`), drawn in a vendored library of open-licence typefaces on
+procedural wall textures with plaques, street clutter (poles, railings, frames, lamps, letterboxes,
+hooks, shadows), glyph effects, perspective, lighting, low resolution, blur, noise and JPEG artefacts.
 
-Boxes are tight on the rendered glyph ink after every geometric transform. Edge rule: a digit cut
-by the image edge keeps a box clipped to its visible ink when at least 60% of its ink is inside
-the image (render.VISIBLE_INK_MIN); below that it stays in the pixels but gets no box. Letters
-(suffixes like "12A", street names) are never labelled.
+Boxes follow SVHN's convention (render.BoxConvention): the measured glyph ink after every geometric
+transform, widened by an annotator's margins, because SVHN's hand-drawn boxes are looser than the ink.
+Edge rule: as in SVHN, a digit is labelled only when fully visible (render.VISIBLE_INK_MIN of its ink
+inside the image); a digit cut by the edge stays in the pixels, unlabelled. Letters (suffixes like
+"12A", street names) are never labelled. `negatives=` adds train images with no number at all.
 
 Style families are split into a 'train' share and a 'heldout' share (styles.py) for a
 generalisation test: `styles='train'` never draws a held-out typeface, texture, colour scheme,
