@@ -131,11 +131,11 @@ def interrupted(data, heldout, project) -> tuple[Path, subprocess.CompletedProce
                f"project={project}", "name=interrupted", f"extra_val={heldout}", "plots=false"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     state = run_dir / "weights" / "last_state.pt"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 900  # generous: a loaded 2-core machine
     while not state.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=180)
+    stdout, stderr = process.communicate(timeout=900)
     return run_dir, subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

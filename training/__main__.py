@@ -5,6 +5,8 @@
   torchrun --nproc_per_node=2 -m training train --data DATA --preset fast
   python -m training compare runs/train/a runs/train/b --out compare.png
 Options are Ultralytics-style key=value; `python -m training train --help` lists every one with its default.
+Exit status: 0 done, 2 bad option or data, 3 training diverged (NaN/exploding loss or weights), 4 disk full
+(the run still resumes), 130 stopped by Ctrl-C (resumes).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def train_main(argv: Sequence[str]) -> int:
         for key in ("data", "preset", "resume"):
             if getattr(args, key):
                 overrides[key] = getattr(args, key)
-        from training.train import TrainingInterrupted, resume_config, train
+        from training.train import DiskFullError, TrainingInterrupted, resume_config, train
 
         if overrides.get("resume"):
             if model_overrides:
@@ -63,6 +65,9 @@ def train_main(argv: Sequence[str]) -> int:
     except NonFiniteLossError as err:
         logging.getLogger("training").error("%s", err)  # console and train.log (rank 0)
         return 3
+    except DiskFullError as err:
+        logging.getLogger("training").error("%s", err)
+        return 4
     except (AnnotationError, WeightsUnavailableError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

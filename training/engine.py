@@ -2,7 +2,7 @@
 
 Every step ends at a boundary where the run can be saved and resumed exactly: the stop request (Ctrl-C)
 is only acted on after the optimiser step, and one all-reduce per step agrees across DDP ranks on
-"stop" and "loss not finite", so all ranks leave together.
+"stop" and "loss not finite or exploded", so all ranks leave together.
 """
 from __future__ import annotations
 
@@ -16,12 +16,35 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from detector.fileio import nonfinite_tensors
 from training.data import BadImageLog
 from training.distributed import DistInfo, any_flags
 
 
+# Faster R-CNN's summed losses are O(1) (a fresh head starts near 4); a loss this high means the weights have
+# already diverged, and the next step typically turns them NaN, so it stops the run like a NaN does
+EXPLODED_LOSS = 1e4
+LOWER_LR = ("Lower lr (a new run: resume keeps the recipe), add warmup_iters or grad_clip; "
+            "weights=RUN/weights/best.safetensors starts it from the best good epoch.")
+
+
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; the message names the epoch and step. Nothing is saved after it."""
+    """The loss became NaN/inf or exploded; the message names the epoch and step. Nothing is saved after it."""
+
+
+class NonFiniteWeightsError(NonFiniteLossError):
+    """The weights hold NaN/inf (a finite loss's step can still overflow them); they are never saved."""
+
+
+def check_finite_weights(model: torch.nn.Module, where: str, lr: float) -> None:
+    """Raise NonFiniteWeightsError if any floating parameter or buffer holds NaN/inf; run before every save."""
+    state = model.state_dict()  # parameters and buffers
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise NonFiniteWeightsError(
+            f"the weights became non-finite {where} ({len(bad)} of {len(state)} tensors hold NaN/inf, e.g. "
+            f"{bad[0]}; lr={lr:.3g}). Training stopped without saving them; the checkpoints from earlier epochs "
+            f"are untouched. {LOWER_LR}")
 
 
 class StopRequest:
@@ -103,9 +126,10 @@ def train_one_epoch(
     """Train from step `meter.steps` of 0-based `epoch` to its end; False when stopped early by request."""
     model.train()
     scheduled = [group["lr"] for group in optimizer.param_groups]  # this epoch's lr from the scheduler
-    warmup = min(warmup_iters, meter.steps + len(loader)) if epoch == 0 else 0
+    planned = meter.steps + len(loader)  # a resumed epoch's loader holds only its remaining steps
+    warmup = min(warmup_iters, planned) if epoch == 0 else 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    bar = tqdm(total=meter.steps + len(loader), initial=meter.steps, desc=f"epoch {epoch + 1}/{epochs}",
+    bar = tqdm(total=planned, initial=meter.steps, desc=f"epoch {epoch + 1}/{epochs}",
                unit="step", disable=not (progress and info.is_main), dynamic_ncols=True, leave=False)
     completed = True
     started = time.perf_counter()
@@ -131,13 +155,15 @@ def train_one_epoch(
 
             values = {k: float(v.detach()) for k, v in loss_dict.items()}
             total = sum(values.values())
-            bad_loss, stop_now = any_flags(info, [not math.isfinite(total), stop.requested], device)
+            bad_loss, stop_now = any_flags(info, [not math.isfinite(total) or total > EXPLODED_LOSS, stop.requested],
+                                           device)
             if bad_loss:
                 parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+                what = "is not finite" if not math.isfinite(total) else f"exploded (above {EXPLODED_LOSS:g})"
                 raise NonFiniteLossError(
-                    f"loss is not finite at epoch {epoch + 1}, step {meter.steps + 1} of {meter.steps + len(loader)}"
+                    f"loss {what} at epoch {epoch + 1}, step {meter.steps + 1} of {planned}"
                     f" (loss={total:.4g}: {parts}, lr={optimizer.param_groups[0]['lr']:.3g}). Training stopped; "
-                    "the checkpoints from earlier epochs are untouched. Lower lr, add warmup_iters or grad_clip.")
+                    f"the checkpoints from earlier epochs are untouched. {LOWER_LR}")
             meter.add({"loss": total, **values}, len(images) * info.world)
             elapsed = meter.seconds + time.perf_counter() - started
             bar.update(1)

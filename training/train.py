@@ -5,14 +5,17 @@ Run folder (runs/train/<name>/):
   weights/last.safetensors     model after the latest completed step boundary (a detector checkpoint)
   weights/last_state.pt        optimizer, scheduler, scaler, epoch/step, RNG states, best metric, epoch meter;
                                tensors and plain values only, read with torch.load(weights_only=True)
+  weights/last.json            only while a new pair is being switched in (training/last_checkpoint.py)
   weights/best.safetensors     the epoch with the best valid mAP, with thresholds calibrated on valid
   metrics.jsonl                one JSON object per finished epoch
   train.log, plots/*.png
-Every file is written atomically. last.safetensors and last_state.pt carry the same `state_id`, so a crash
-between the two writes is detected on resume instead of mixing two steps.
+Every file is written atomically, and the last pair is replaced as one (training/last_checkpoint.py): a crash
+or a full disk at any instant leaves a pair that resumes. Both files carry the same `state_id`, which resume
+checks. Weights holding NaN/inf are never saved.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -21,16 +24,17 @@ import shlex
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from detector.checkpoint import DEFAULT_THRESHOLDS, CheckpointMeta, read_state_dict, save_checkpoint, update_meta
-from detector.fileio import atomic_write
+from detector.fileio import atomic_write, atomic_write_text
 from detector.hw2 import Split, load_annotation_file, load_split
 from detector.models import build_model, count_parameters, finalize_config
 from training import distributed
@@ -38,8 +42,9 @@ from training.augment import build_train_transform
 from training.config import ConfigError, TrainConfig, effective_workers, from_json
 from training.data import (BadImageLog, EpochSampler, EvalDataset, TrainDataset, collate_eval, collate_train,
                            data_description, make_loader)
-from training.engine import EpochMeter, StopRequest, train_one_epoch
+from training.engine import EpochMeter, StopRequest, check_finite_weights, train_one_epoch
 from training.evaluate import EvalSet, calibrate_thresholds, collect_candidates, split_metrics
+from training.last_checkpoint import POINTER, STATE, WEIGHTS, has_checkpoint, recover, save_pair
 from training.losses import BoxHeadLoss, install_box_loss
 
 log = logging.getLogger("training")
@@ -49,6 +54,23 @@ RESUMABLE_CHANGES = ("device", "workers", "progress", "plots", "coco_backend")
 
 class TrainingInterrupted(Exception):
     """A stop request (Ctrl-C / SIGTERM) ended the run after saving weights/last; the message says how to resume."""
+
+
+class DiskFullError(Exception):
+    """The disk filled up while saving; the previous checkpoint pair is intact and the message says how to resume."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """ENOSPC/EDQUOT however the writer reports it: torch.save raises RuntimeError with the OSError as its
+    context, safetensors a SafetensorError whose message carries the OS error."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(seen) for text in ("No space left on device", "Disk quota exceeded")):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass
@@ -75,15 +97,23 @@ def new_run_dir(config: TrainConfig) -> Path:
 
 def find_resume_dir(resume: str, project: str) -> Path:
     if resume.lower() in ("true", "1", "yes", "last"):
-        candidates = sorted(Path(project).glob("*/weights/last_state.pt"), key=lambda p: p.stat().st_mtime)
+        candidates = sorted([*Path(project).glob(f"*/weights/{STATE}"), *Path(project).glob(f"*/weights/{POINTER}")],
+                            key=lambda p: p.stat().st_mtime)
         if not candidates:
-            raise ConfigError(f"resume=true: no run with weights/last_state.pt under {project}")
+            raise ConfigError(f"resume=true: no run with weights/{STATE} under {project}")
         return candidates[-1].parent.parent
     path = Path(resume)
     if path.is_file():  # e.g. resume=RUN/weights/last_state.pt
         path = path.parent.parent if path.parent.name == "weights" else path.parent
-    if not (path / "weights" / "last_state.pt").is_file() or not (path / "config.json").is_file():
-        raise ConfigError(f"resume={resume}: {path} has no config.json and weights/last_state.pt to resume from")
+    if not path.is_dir():
+        raise ConfigError(f"resume={resume}: no such run folder")
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"resume={resume}: {path} has no config.json, so it is not a run folder (give the folder "
+                          "that holds config.json and weights/)")
+    if not has_checkpoint(path / "weights"):
+        raise ConfigError(f"resume={resume}: {path} has config.json but no weights/{STATE}: the run stopped before "
+                          "saving its first checkpoint, so there is nothing to resume; start it again (its command "
+                          "with exist_ok=true reuses the folder)")
     return path
 
 
@@ -200,6 +230,7 @@ class Trainer:
         self.bad_images = BadImageLog()
         self.amp_dtype = self._amp_dtype()
         self.model_config = config.model_config()
+        self.saved: tuple[int, int] | None = None  # (epoch, step) of the last pair saved or resumed from
 
     def _amp_dtype(self) -> torch.dtype | None:
         if self.config.amp == "none":
@@ -277,24 +308,30 @@ class Trainer:
 
     def _save_last(self, state: RunState, metrics: dict[str, Any]) -> None:
         state_id = f"e{state.epoch}-s{state.step_meter.steps}-{uuid.uuid4().hex[:8]}"
-        save_checkpoint(self.weights_dir / "last.safetensors", self.model.state_dict(),
-                        self._meta(metrics, state_id, state.epoch))
+        meta = self._meta(metrics, state_id, state.epoch)
         payload = {
             "state_id": state_id, "epoch": state.epoch, "meter": state.step_meter.to_state(),
             "best_map": state.best_map, "best_epoch": state.best_epoch,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": rng_state(),
         }
-        atomic_write(self.weights_dir / "last_state.pt", lambda tmp: torch.save(payload, tmp))
+
+        def write_state(tmp: Path) -> None:
+            with tmp.open("wb") as f:  # through a Python file, a full disk surfaces as OSError(ENOSPC)
+                torch.save(payload, f)
+
+        save_pair(self.weights_dir, lambda path: save_checkpoint(path, self.model.state_dict(), meta),
+                  lambda path: atomic_write(path, write_state), state_id)
+        self.saved = (state.epoch, state.step_meter.steps)
 
     def _load_last(self) -> RunState:
-        state_path = self.weights_dir / "last_state.pt"
-        payload = torch.load(state_path, map_location="cpu", weights_only=True)
-        weights, meta = read_state_dict(self.weights_dir / "last.safetensors")
+        payload = torch.load(self.weights_dir / STATE, map_location="cpu", weights_only=True)
+        weights, meta = read_state_dict(self.weights_dir / WEIGHTS)
         if meta.training.get("state_id") != payload["state_id"]:
-            raise RuntimeError(f"{self.weights_dir}: last.safetensors ({meta.training.get('state_id')}) and "
-                               f"last_state.pt ({payload['state_id']}) are from different steps (a crash between "
-                               "the two writes?); cannot resume exactly")
+            raise ConfigError(f"{self.weights_dir}: {WEIGHTS} ({meta.training.get('state_id')}) and {STATE} "
+                              f"({payload['state_id']}) are from different steps (a crash between their two writes, "
+                              "which older versions allowed); cannot resume exactly. Start a new run from its "
+                              f"weights: weights={self.weights_dir / WEIGHTS}")
         self.model.load_state_dict(weights)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
@@ -302,9 +339,38 @@ class Trainer:
         set_rng_state(payload["rng"])
         state = RunState(epoch=int(payload["epoch"]), step_meter=EpochMeter.from_state(payload["meter"]),
                          best_map=float(payload["best_map"]), best_epoch=int(payload["best_epoch"]))
+        self.saved = (state.epoch, state.step_meter.steps)
         log.info("resumed %s at epoch %d, step %d (best mAP %.4f at epoch %d)", self.run_dir, state.epoch + 1,
                  state.step_meter.steps, state.best_map, state.best_epoch)
         return state
+
+    @contextmanager
+    def _saving(self, what: str) -> Iterator[None]:
+        """A full disk while writing `what` stops the run with what is still good and how to go on."""
+        try:
+            yield
+        except Exception as err:
+            if not is_disk_full(err):
+                raise
+            if self.saved is None:
+                good = ("no checkpoint was saved yet, so free space and start the run again "
+                        f"(exist_ok=true reuses {self.run_dir})")
+            else:
+                epoch, step = self.saved
+                at = f"epoch {epoch}" + (f", step {step} of epoch {epoch + 1}" if step else "")
+                good = (f"the last good checkpoint is {at} ({self.weights_dir / WEIGHTS}); free space and resume "
+                        f"with `python -m training train resume={self.run_dir}`")
+            raise DiskFullError(f"disk full while saving {what}; {good}") from err
+
+    def _start_files(self, state: RunState) -> None:
+        if self.config.resume:
+            self._metrics_file_upto(state.epoch)
+        else:
+            for stale in ("metrics.jsonl", "threshold_sweep.json"):  # a reused folder (exist_ok) starts afresh
+                (self.run_dir / stale).unlink(missing_ok=True)
+        # the recipe, with any change a resume made (e.g. more epochs)
+        recipe = json.dumps({**self.config.to_dict(), "resume": ""}, indent=2) + "\n"
+        atomic_write_text(self.run_dir / "config.json", recipe)
 
     def _metrics_file_upto(self, epoch: int) -> None:
         """Drop metrics lines after the resumed epoch (written before a crash that lost their checkpoint)."""
@@ -352,14 +418,9 @@ class Trainer:
         state = RunState()
         if c.resume:
             state = self._load_last()
-            if info.is_main:
-                self._metrics_file_upto(state.epoch)
-        elif info.is_main:
-            for stale in ("metrics.jsonl", "threshold_sweep.json"):  # a reused folder (exist_ok) starts afresh
-                (self.run_dir / stale).unlink(missing_ok=True)
-        if info.is_main:  # the recipe, with any change a resume made (e.g. more epochs)
-            recipe = json.dumps({**c.to_dict(), "resume": ""}, indent=2) + "\n"
-            atomic_write(self.run_dir / "config.json", lambda tmp: tmp.write_text(recipe, encoding="utf-8"))
+        if info.is_main:
+            with self._saving("the run's config.json and metrics.jsonl"):
+                self._start_files(state)
         if info.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp = DistributedDataParallel(self.model, device_ids=device_ids)
@@ -383,9 +444,12 @@ class Trainer:
             self.ddp, self.optimizer, self.train_loader, epoch=epoch, epochs=c.epochs, meter=state.step_meter,
             device=self.device, scaler=self.scaler, amp_dtype=self.amp_dtype, warmup_iters=c.warmup_iters,
             grad_clip=c.grad_clip, stop=stop, info=info, bad_images=self.bad_images, progress=c.progress)
+        # before anything is evaluated or saved; on every rank (they hold the same weights), so all stop together
+        check_finite_weights(self.model, f"in epoch {epoch + 1}, by step {state.step_meter.steps}", lr)
         if not finished:
             if info.is_main:
-                self._save_last(state, {})
+                with self._saving(f"epoch {epoch + 1}, step {state.step_meter.steps}"):
+                    self._save_last(state, {})
             raise TrainingInterrupted(
                 f"stopped at epoch {epoch + 1}, step {state.step_meter.steps}; saved {self.weights_dir / 'last.safetensors'}."
                 f" Resume with: python -m training train resume={self.run_dir}")
@@ -416,12 +480,13 @@ class Trainer:
                 state.best_map, state.best_epoch, improved = record["valid"]["AP"], epoch + 1, True
         record["best_AP"] = state.best_map if math.isfinite(state.best_map) else None
         record["best_epoch"] = state.best_epoch
-        self._append_metrics(record)
         summary = {k: v for k, v in record.get("valid", {}).items() if k != "per_class_AP"}
-        if improved:
-            save_checkpoint(self.weights_dir / "best.safetensors", self.model.state_dict(),
-                            self._meta({"epoch": epoch + 1, "valid": summary}, "best", epoch + 1))
-        self._save_last(state, {"epoch": epoch + 1, "valid": summary})
+        with self._saving(f"epoch {epoch + 1}"):  # metrics lines past the resumed epoch are dropped on resume
+            self._append_metrics(record)
+            if improved:  # before last: a crash between the two redoes this epoch, which rewrites best
+                save_checkpoint(self.weights_dir / "best.safetensors", self.model.state_dict(),
+                                self._meta({"epoch": epoch + 1, "valid": summary}, "best", epoch + 1))
+            self._save_last(state, {"epoch": epoch + 1, "valid": summary})
         valid = record.get("valid")
         log.info("epoch %d/%d  loss %.4f  lr %.2e  %.1f img/s  %.0fs%s", epoch + 1, c.epochs, record.get("loss", float("nan")),
                  lr, record["images_per_s"], train_time,
@@ -460,10 +525,11 @@ class Trainer:
             assert candidates is not None
             thresholds, sweep = calibrate_thresholds(valid.records, candidates, self.config)
             accuracy = next(p["number_accuracy"] for p in sweep if p["threshold"] == thresholds["number_score"])
-            update_meta(best, thresholds=thresholds,
-                        metrics={**meta.metrics, "number_accuracy_calibrated": accuracy, "threshold_sweep": sweep})
-            (self.run_dir / "threshold_sweep.json").write_text(
-                json.dumps({"best": thresholds, "points": sweep}, indent=2) + "\n", encoding="utf-8")
+            with self._saving("the calibrated thresholds"):  # a resume of a finished run redoes only this
+                update_meta(best, thresholds=thresholds,
+                            metrics={**meta.metrics, "number_accuracy_calibrated": accuracy, "threshold_sweep": sweep})
+                atomic_write_text(self.run_dir / "threshold_sweep.json",
+                                  json.dumps({"best": thresholds, "points": sweep}, indent=2) + "\n")
             self._plot()
             log.info("done: best valid mAP %.4f at epoch %d; number threshold %.2f gives number accuracy %.4f on "
                      "valid; %s", state.best_map, state.best_epoch, thresholds["number_score"], accuracy, best)
@@ -479,6 +545,9 @@ def train(config: TrainConfig, command: str | None = None) -> Path:
             run_dir = Path(config.resume) if config.resume else new_run_dir(config)
             (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         setup_logging(run_dir, info)
+        if run_dir is not None:  # before any rank reads the pair (Trainer's broadcast waits for this)
+            for line in recover([run_dir / "weights", run_dir]):
+                log.info("%s", line)
         trainer = Trainer(config, run_dir, info, device, command or shlex.join(sys.argv))
         return trainer.run()
     finally:
