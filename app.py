@@ -9,23 +9,22 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no phoning home (and no network here)
 
-import gradio as gr
+if TYPE_CHECKING:  # gradio and torch take ~10 s to import: only serving needs them, not `--help`
+    import gradio as gr
 
-from studio.paths import DEFAULT_CHECKPOINT, DEFAULT_DATA
-from studio.session import Studio
-from studio.ui_about import build_about_tab
-from studio.ui_controls import threshold_controls
-from studio.ui_detect import build_detect_tab
-from studio.ui_review import ReviewViews, build_review_tab
-from studio.ui_validation import build_validation_tab
-from studio.validation import ValidationViews
+    from studio.session import Studio
 
+SHIPPED_CHECKPOINT = "assets/default.safetensors"  # for --help only; the real default is detector.checkpoint's
+SHIPPED_DATA = "assets"
 TITLE = "House-number digit detector studio"
 CONCURRENCY = 2
 MAX_UPLOAD = "64mb"  # larger uploads are refused by gradio before they reach our code
+DELETE_CACHE = (900, 3600)  # every 15 min gradio deletes its cached uploads/outputs older than 1 h (and at exit)
+STATE_SESSIONS = 1000  # browser sessions whose gr.State gradio keeps (least recently used go first)
 CSS = """
 .number-row {display: flex; flex-wrap: wrap; gap: 18px;}
 .number-read {padding: 6px 14px; border-radius: 8px; background: var(--block-background-fill);
@@ -38,7 +37,16 @@ CSS = """
 
 
 def build_demo(studio: Studio) -> gr.Blocks:
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    import gradio as gr
+
+    from studio.ui_about import build_about_tab
+    from studio.ui_controls import threshold_controls
+    from studio.ui_detect import build_detect_tab
+    from studio.ui_review import ReviewViews, build_review_tab
+    from studio.ui_validation import build_validation_tab
+    from studio.validation import ValidationViews
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(f"## {TITLE}")
         gr.Markdown(studio.status_markdown(), elem_id="status")
         controls = threshold_controls(studio.default_thresholds())
@@ -61,16 +69,16 @@ def launch(demo: gr.Blocks, studio: Studio, host: str = "127.0.0.1", port: int |
     allowed = [str(p) for p in (studio.samples_dir, studio.image_dir) if p.is_dir()]
     return demo.launch(server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
                        allowed_paths=allowed, ssr_mode=False, css=CSS, show_error=True, footer_links=["api"],
-                       max_file_size=MAX_UPLOAD)
+                       max_file_size=MAX_UPLOAD, state_session_capacity=STATE_SESSIONS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=f"{TITLE}: a Gradio app for the digit detector.")
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT,
-                   help=f"model checkpoint (.safetensors; default: {DEFAULT_CHECKPOINT})")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help=f"model checkpoint (.safetensors; default: the shipped model, {SHIPPED_CHECKPOINT})")
     p.add_argument("--data", type=Path, default=None,
                    help="HW2 data folder: uses DATA/valid.json and DATA/valid/ "
-                        f"(default: the shipped set in {DEFAULT_DATA})")
+                        f"(default: the shipped set in {SHIPPED_DATA}/)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for the network)")
     p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
@@ -80,6 +88,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def serve(args: argparse.Namespace, prevent_thread_lock: bool = False) -> gr.Blocks:
     """Load model and data once, report what is missing on the console too, and serve the UI."""
+    from studio.session import Studio
+
     studio = Studio(args.checkpoint, args.data, device=args.device, disk_cache=not args.no_disk_cache)
     for line in studio.status_markdown().split("  \n"):
         print(line.replace("**", "").replace("`", ""), flush=True)

@@ -3,7 +3,8 @@
 A cache file is keyed by what decides its content: the checkpoint's weights and architecture (not its
 metadata, so saving new thresholds from the app keeps the cache valid), the predictor's candidate settings,
 and the data (annotation file bytes plus each image's name, size and mtime). It lives next to the
-checkpoint in `.studio-cache/`, or in the user cache dir when that folder is read-only.
+checkpoint in `.studio-cache/`, or in the user cache dir when that folder is read-only. Only the newest
+CACHE_FILES_KEPT files stay there: every retrained checkpoint or edited data set would otherwise add one forever.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from detector.hw2 import ImageRecord
 from studio.paths import can_write_in, user_cache_dir
 
 CACHE_FORMAT = "studio-candidates/1"
+CACHE_FILES_KEPT = 8
 _CHUNK = 1 << 22
 
 
@@ -71,7 +73,23 @@ def save_candidates(path: Path, candidates: Mapping[int, Detections]) -> Path:
     }
     atomic_write(path, lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                                               metadata={"format": CACHE_FORMAT}))
+    prune(path.parent)
     return path
+
+
+def prune(folder: Path, keep: int = CACHE_FILES_KEPT) -> None:
+    """Delete all but the `keep` most recently used cache files in `folder` (another process may prune too)."""
+    def used(p: Path) -> int:
+        try:
+            return p.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+    for old in sorted(folder.glob("*.safetensors"), key=used, reverse=True)[keep:]:
+        try:
+            old.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def load_candidates(path: Path) -> dict[int, Detections] | None:
@@ -80,8 +98,17 @@ def load_candidates(path: Path) -> dict[int, Detections] | None:
         return None
     try:
         t = load_file(str(path))
+        _touch(path)
         counts = t["counts"].tolist()
         boxes, scores, labels = (torch.split(t[k], counts) for k in ("boxes", "scores", "labels"))
         return {int(i): Detections(b, s, l) for i, b, s, l in zip(t["image_ids"].tolist(), boxes, scores, labels)}
     except (SafetensorError, OSError, KeyError, RuntimeError, ValueError):
         return None
+
+
+def _touch(path: Path) -> None:
+    """Mark a cache file as used, so pruning keeps it (a read-only cache folder just stays as it is)."""
+    try:
+        path.touch()
+    except OSError:
+        pass

@@ -2,7 +2,8 @@
 
 Bad files never stop the batch: each unreadable upload becomes one line in `problems`, and the good ones
 are still shown. The model runs only for pixels it has not seen (Studio's upload cache), so the slider
-handlers call this same function and are instant.
+handlers call this same function and are instant. Images are read one at a time within studio.uploads'
+bounds and only their drawn, display-size copy is kept, so a request's memory does not grow with its files.
 """
 from __future__ import annotations
 
@@ -15,35 +16,44 @@ from PIL import Image
 
 from detector.categories import category_to_digit
 from detector.detections import Detections
-from detector.images import ImageLoadError, load_rgb
+from detector.images import ImageLoadError
 from detector.number import NumberReading
 from detector.results_io import detections_to_coco_results
 from studio.drawing import draw_detections
 from studio.session import Studio
 from studio.thresholds import Thresholds
+from studio.uploads import plan_uploads, read_one, release_free_memory
 
-MAX_IMAGES_PER_REQUEST = 48
 SHOWN_DIGITS = 16  # a house number is a few digits; an untrained model can "read" hundreds
 TABLE_HEADERS = ["image", "image_id", "digit", "score", "x1", "y1", "x2", "y2", "in number"]
+NEAR_THRESHOLD = 0.05  # a digit this close to the number threshold may come and go with tiny pixel changes
 
 
 @dataclass
 class ImageResult:
     name: str
     image_id: int
-    image: Image.Image
-    final: Detections
+    picture: Image.Image  # the detections drawn on a display-size copy
+    final: Detections  # in the file's pixels
     reading: NumberReading
+    number_score: float
+    path: str  # the upload it came from
 
 
 @dataclass
 class DetectOutcome:
     results: list[ImageResult] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # files refused or unreadable: warnings
+    notes: list[str] = field(default_factory=list)  # what the user should know (downscaled, duplicates, NMS)
+
+    @property
+    def readable(self) -> list[str]:
+        """The uploads that were read: what the file list keeps (bad and repeated files are dropped)."""
+        return [r.path for r in self.results]
 
     def gallery(self) -> list[tuple[Image.Image, str]]:
-        return [(draw_detections(r.image, r.final, r.reading.digits),
-                 f"{r.name}: {_shown(r.reading.text) if r.reading.value >= 0 else 'no number'}") for r in self.results]
+        return [(r.picture, f"{r.name}: {_shown(r.reading.text) if r.reading.value >= 0 else 'no number'}")
+                for r in self.results]
 
     def table(self) -> list[list]:
         rows = []
@@ -65,6 +75,9 @@ class DetectOutcome:
             text = _shown(r.reading.text) if r.reading.value >= 0 else "—"
             detail = (f"{len(r.reading.digits)} digit(s), weakest score {r.reading.confidence:.2f}"
                       if len(r.reading.digits) else "no digit above the number threshold")
+            if len(r.reading.digits) and r.reading.confidence < r.number_score + NEAR_THRESHOLD:
+                detail += (f", close to the number threshold {r.number_score:.2f}: that digit may come and go "
+                           "with small changes to the image")
             blocks.append(
                 f'<div class="number-read"><div class="number-file">{html.escape(r.name)}</div>'
                 f'<div class="number-digits" data-number="{html.escape(r.reading.text)}">{html.escape(text)}</div>'
@@ -84,29 +97,34 @@ def image_ids_for(names: Sequence[str]) -> list[int]:
     return list(range(1, len(names) + 1))
 
 
-def load_uploads(paths: Sequence[str | Path]) -> tuple[list[tuple[str, Image.Image]], list[str]]:
-    images, problems = [], []
-    if len(paths) > MAX_IMAGES_PER_REQUEST:
-        problems.append(f"{len(paths)} files uploaded; only the first {MAX_IMAGES_PER_REQUEST} are processed")
-        paths = paths[:MAX_IMAGES_PER_REQUEST]
-    for p in paths:
-        name = Path(p).name
-        try:
-            images.append((name, load_rgb(p, name=name)))
-        except ImageLoadError as err:
-            problems.append(str(err))
-        except Exception as err:  # a decoder bug on a hostile file must not take the app down
-            problems.append(f"{name}: could not be read ({type(err).__name__}: {err})")
-    return images, problems
-
-
 def run_detect(studio: Studio, paths: Sequence[str | Path], thresholds: Thresholds) -> DetectOutcome:
     """Detect on every readable upload; raises StudioError only when there is no model at all."""
-    images, problems = load_uploads(paths)
-    outcome = DetectOutcome(problems=problems)
-    ids = image_ids_for([name for name, _ in images])
-    for (name, image), image_id in zip(images, ids):
-        candidates = studio.candidates_for(image)
-        final = thresholds.final(candidates)
-        outcome.results.append(ImageResult(name, image_id, image, final, thresholds.number(final)))
+    studio.require_model()
+    plan = plan_uploads(paths)
+    outcome = DetectOutcome(problems=plan.problems, notes=plan.notes)
+    downscaled = 0
+    for path in plan.paths:
+        upload = read_one(path)
+        if isinstance(upload, str):
+            outcome.problems.append(upload)
+            continue
+        try:
+            candidates = studio.candidates_for(upload.image, upload.name)
+        except ImageLoadError as err:  # e.g. too thin for the model's resize
+            outcome.problems.append(str(err))
+            continue
+        shown = thresholds.final(candidates)  # in the bounded image's pixels
+        picture = draw_detections(upload.image, shown, thresholds.number(shown).digits)
+        final = upload.to_original(shown)
+        outcome.results.append(ImageResult(upload.name, 0, picture, final, thresholds.number(final),
+                                           thresholds.number_score, str(path)))
+        if upload.downscaled:
+            outcome.notes.append(upload.note())
+            downscaled += 1
+    for result, image_id in zip(outcome.results, image_ids_for([r.name for r in outcome.results])):
+        result.image_id = image_id
+    if hint := thresholds.nms_hint():
+        outcome.notes.append(hint)
+    if downscaled:
+        release_free_memory()
     return outcome

@@ -4,6 +4,10 @@ HW2 images are ~100x50 px, far too small to read a label on, so every view is dr
 to a readable size (and huge uploads scaled down); coordinates are scaled with it. Prediction kinds and
 missed ground truth use one fixed palette, shown by `legend_html`, so colour means the same thing in
 every view (the FiftyOne / Ultralytics convention: green right, red wrong, blue missed).
+
+Every box is drawn with a dark outer and a light inner edge, so no colour vanishes on a background of its own
+hue, and every label is placed inside the picture where it overlaps no label already placed (above the box,
+else below, else inside it), so neighbouring digits' labels alternate instead of covering each other.
 """
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ DIGIT_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
                  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 TARGET_SHORT_SIDE = 360
 MAX_LONG_SIDE = 1280
+DARK_EDGE, LIGHT_EDGE = "#111111", "#ffffff"
+Rect = tuple[float, float, float, float]
 
 
 @lru_cache(maxsize=16)
@@ -64,14 +70,53 @@ def scaled_copy(image: Image.Image, scale: float) -> Image.Image:
 
 
 def _dashed_rectangle(draw: ImageDraw.ImageDraw, box: Sequence[float], colour: str, width: int, dash: int) -> None:
+    """Dashes in `colour`, each on a dark dash one pixel wider on either side and a light one wider still."""
     x1, y1, x2, y2 = box
+    dashes = []
     for (ax, ay, bx, by) in ((x1, y1, x2, y1), (x2, y1, x2, y2), (x2, y2, x1, y2), (x1, y2, x1, y1)):
         length = max(abs(bx - ax), abs(by - ay))
         steps = max(1, int(length // dash))
         for i in range(0, steps, 2):
             t0, t1 = i / steps, min((i + 1) / steps, 1.0)
-            draw.line([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)],
-                      fill=colour, width=width)
+            dashes.append([(ax + (bx - ax) * t0, ay + (by - ay) * t0), (ax + (bx - ax) * t1, ay + (by - ay) * t1)])
+    for fill, extra in ((LIGHT_EDGE, 4), (DARK_EDGE, 2), (colour, 0)):
+        for line in dashes:
+            draw.line(line, fill=fill, width=width + extra)
+
+
+def _outlined_rectangle(draw: ImageDraw.ImageDraw, box: Sequence[float], colour: str, width: int) -> None:
+    """`colour` from the box edge inwards, with a dark line just outside and a light line just inside it."""
+    x1, y1, x2, y2 = box
+    draw.rectangle([x1 - 1, y1 - 1, x2 + 1, y2 + 1], outline=DARK_EDGE, width=1)
+    draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
+    if x2 - x1 > 2 * width + 2 and y2 - y1 > 2 * width + 2:
+        draw.rectangle([x1 + width, y1 + width, x2 - width, y2 - width], outline=LIGHT_EDGE, width=1)
+
+
+def _overlap(a: Rect, b: Rect) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_label(box: Sequence[float], size: tuple[float, float], canvas: tuple[int, int],
+                placed: Sequence[Rect]) -> Rect:
+    """Where a `size` label for `box` goes: inside the canvas, above the box, else below it, else inside its
+    top or bottom edge, at the first of these (also shifted to the box's right end) that overlaps no label in
+    `placed`; when every place overlaps one, the place overlapping least."""
+    (tw, th), (cw, ch) = size, canvas
+    x1, y1, x2, y2 = box
+    xs = [x1, x2 - tw]
+    ys = [y1 - th, y2, y1, y2 - th]
+    best, best_cost = None, float("inf")
+    for ty in ys:
+        for tx in xs:
+            tx, ty_in = min(max(tx, 0.0), max(cw - tw, 0.0)), min(max(ty, 0.0), max(ch - th, 0.0))
+            rect = (tx, ty_in, tx + tw, ty_in + th)
+            cost = sum(_overlap(rect, p) for p in placed)
+            if cost == 0:
+                return rect
+            if cost < best_cost:
+                best, best_cost = rect, cost
+    return best
 
 
 def draw_boxes(
@@ -91,20 +136,22 @@ def draw_boxes(
     base = max(2, round(min(out.size) / 120))
     font = _font(max(11, round(min(out.size) / 14)))
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale
-    for i, (box, colour, text) in enumerate(zip(boxes, colours, texts)):
+    for i, (box, colour) in enumerate(zip(boxes, colours)):  # every box first: no box is drawn over a label
         width = (widths[i] if widths is not None else 1) * base
         x1, y1, x2, y2 = (float(v) for v in box)
         if dashed is not None and dashed[i]:
             _dashed_rectangle(draw, (x1, y1, x2, y2), colour, width, dash=max(4, 3 * base))
         else:
-            draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
-        if text:
-            left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-            tw, th = right - left + 4, bottom - top + 4
-            ty = y1 - th if y1 - th >= 0 else min(y2, out.height - th)
-            tx = min(max(x1, 0), max(out.width - tw, 0))
-            draw.rectangle([tx, ty, tx + tw, ty + th], fill=colour)
-            draw.text((tx + 2 - left, ty + 2 - top), text, fill="white", font=font)
+            _outlined_rectangle(draw, (x1, y1, x2, y2), colour, width)
+    placed: list[Rect] = []
+    for box, colour, text in sorted(zip(boxes.tolist(), colours, texts), key=lambda t: (t[0][0], t[0][1])):
+        if not text:
+            continue
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        tx, ty, tx2, ty2 = place_label(box, (right - left + 4, bottom - top + 4), out.size, placed)
+        placed.append((tx, ty, tx2, ty2))
+        draw.rectangle([tx, ty, tx2 - 1, ty2 - 1], fill=colour, outline=DARK_EDGE, width=1)  # ends are inclusive
+        draw.text((tx + 2 - left, ty + 2 - top), text, fill="white", font=font, stroke_width=1, stroke_fill=DARK_EDGE)
     return out
 
 

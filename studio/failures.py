@@ -3,23 +3,30 @@
 One `FailureReport` holds everything the view shows at one set of thresholds: COCO metrics (mAP, AP50,
 per-class AP, PR curve), number accuracy, the confusion matrix and every image's match, sorted by how
 wrong it is and filterable by failure type and digit. Nothing here runs the model.
+
+The metrics come from `detector.scoring.score_split`, the function `python -m detector evaluate` prints, fed
+the cached candidates: mAP counts every box down to its floor (0.05), not only those above the score slider
+(scoring at the slider's 0.5 once showed mAP 0.741 where the CLI and the model card said 0.746).
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from detector.categories import CLASS_NAMES, category_to_digit
-from detector.coco_eval import CocoMetrics, evaluate_coco
+from detector.coco_eval import CocoMetrics
 from detector.detections import Detections
-from detector.hw2 import ImageRecord, records_to_coco
+from detector.hw2 import ImageRecord, LoadReport, Split
+from detector.images import ImageLoadError
 from detector.matching import MISSED, ImageMatch, confusion_matrix, detections_for, match_image
-from detector.number import number_value
-from detector.refilter import refilter_many
+from detector.refilter import above_score, refilter_many
+from detector.scoring import MAP_SCORE_FLOOR, score_split
 from studio.thresholds import Thresholds
 
 ANY = "any"
@@ -113,34 +120,59 @@ def _fmt(value: float) -> float | None:
     return None if value < 0 else round(float(value), 4)
 
 
+class CachedPredictions:
+    """What detector.scoring asks of a Predictor, answered from candidates computed earlier: the app scores
+    with the CLI's own function instead of a copy of it. Unreadable images are reported as errors, so they
+    are left out exactly as `python -m detector evaluate` leaves them out."""
+
+    def __init__(self, candidates: Mapping[int, Detections], unreadable: Mapping[int, str],
+                 thresholds: Thresholds) -> None:
+        self.candidates, self.unreadable = candidates, unreadable
+        self.meta = SimpleNamespace(thresholds=thresholds.as_meta())  # what score_split defaults to
+
+    def candidates_for_paths(self, items: Iterable[tuple[int, Path]], batch_size: int = 8, progress: bool = True,
+                             total: int | None = None) -> Iterator[tuple[int, Detections | Exception]]:
+        for image_id, _ in items:
+            if image_id in self.unreadable:
+                yield image_id, ImageLoadError(self.unreadable[image_id])
+            else:
+                yield image_id, self.candidates.get(image_id, Detections.empty())
+
+
 def build_report(
     records: Sequence[ImageRecord],
     candidates_by_id: Mapping[int, Detections],
     thresholds: Thresholds,
     backend: str = DEFAULT_BACKEND,
-    gt_coco: dict | None = None,
+    unreadable: Mapping[int, str] | None = None,
 ) -> FailureReport:
     """Re-filter, match, score: everything the failure browser shows at these thresholds."""
     if not records:
         raise ValueError("the failure browser needs at least one validation image")
+    unreadable = unreadable or {}
+    if all(r.image_id in unreadable for r in records):
+        raise ValueError(f"none of the {len(records)} validation images could be read, e.g. "
+                         f"{next(iter(unreadable.values()))}")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     candidates = {r.image_id: d for r, d in zip(records, detections_for(records, candidates_by_id))}
-    final = refilter_many(candidates, thresholds.score, thresholds.nms_iou, thresholds.class_agnostic)
+    kept = refilter_many(candidates, min(thresholds.score, MAP_SCORE_FLOOR), thresholds.nms_iou,
+                         thresholds.class_agnostic)  # greedy NMS: the boxes above any higher cut are the same
     t1 = time.perf_counter()
     seconds["refilter"] = t1 - t0
     matches = []
-    right = 0
     for r in records:
-        m = match_image(final[r.image_id], r.boxes, r.category_ids, image_id=r.image_id)
-        # the number is read at its own (usually higher) threshold, as the Detect view and pred.csv read it
-        m = dataclasses.replace(m, number_read=thresholds.number(final[r.image_id]).text)
-        right += number_value(m.number_read) == number_value(m.number_true)
-        matches.append(m)
+        m = match_image(above_score(kept[r.image_id], thresholds.score), r.boxes, r.category_ids, image_id=r.image_id)
+        # the number is read at its own threshold from every box above it, as pred.csv and the CLI read it
+        matches.append(dataclasses.replace(m, number_read=thresholds.number(kept[r.image_id]).text))
     cm = confusion_matrix(matches)
     t2 = time.perf_counter()
     seconds["match"] = t2 - t1
-    metrics = evaluate_coco(gt_coco if gt_coco is not None else records_to_coco(list(records)), final, backend=backend)
+    split = Split("valid", Path("."), list(records), LoadReport(source="studio"))
+    replay = CachedPredictions(candidates, unreadable, thresholds)
+    score = score_split(replay, split, nms_iou=thresholds.nms_iou,  # type: ignore[arg-type]  (duck-typed)
+                        class_agnostic=thresholds.class_agnostic, number_threshold=thresholds.number_score,
+                        backend=backend, progress=False)
     seconds["coco"] = time.perf_counter() - t2
     seconds["total"] = time.perf_counter() - t0
-    return FailureReport(thresholds, metrics, right / len(records), matches, cm, seconds)
+    return FailureReport(thresholds, score.metrics, score.number_accuracy, matches, cm, seconds)

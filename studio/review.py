@@ -6,6 +6,11 @@ is never touched, a restart loses nothing, and the file is its own audit trail. 
 processes) can review at once: every append holds an exclusive `fcntl` lock, every read a shared one, and
 every action re-reads the file, so nobody's decisions are lost; for one suggestion the last decision wins.
 When the data folder is read-only the file goes to the user data dir and `ReviewStore.note` says where.
+
+The log is read as untrusted input: anyone can append to it, so every record is checked when it is read (a
+known decision, a box of four finite numbers with x2 > x1 and y2 > y1, a category id in 1..10, the fields a
+decision needs) and again against the data on export (the image exists, the box index exists, the box lies in
+the image). A bad record is skipped and counted, never fatal: `ReviewStore.skipped()` says how many and why.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from studio.paths import user_data_dir
 
 REVIEW_SUFFIX = ".review.jsonl"
 DECISIONS = ("accept", "reject", "edit", "delete")
+DEFAULT_MIN_SCORE = 0.5  # at 0.9 a fresh model finds no suggestion at all on the shipped set
 KIND_TEXT = {
     "missing_annotation": "unlabelled digit?",
     "wrong_label": "wrong label?",
@@ -100,7 +106,8 @@ def make_suggestions(suspects: Iterable[AnnotationSuspect], records: Sequence[Im
 
 
 def find_suggestions(records: Sequence[ImageRecord], candidates: Mapping[int, Detections], score: float,
-                     nms_iou: float, class_agnostic: bool = False, min_score: float = 0.9) -> list[Suggestion]:
+                     nms_iou: float, class_agnostic: bool = False,
+                     min_score: float = DEFAULT_MIN_SCORE) -> list[Suggestion]:
     """Likely annotation errors where the model, at `min_score` or more, disagrees with the labels."""
     final = refilter_many({r.image_id: candidates[r.image_id] for r in records}, min(score, min_score), nms_iou,
                           class_agnostic)
@@ -123,11 +130,60 @@ class Decision:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Decision":
-        return cls(suggestion_id=str(data["suggestion_id"]), image_id=int(data["image_id"]),
-                   gt_index=int(data["gt_index"]), kind=str(data["kind"]), decision=str(data["decision"]),
-                   changes=dict(data.get("changes") or {}), time=str(data.get("time", "")),
-                   author=str(data.get("author", "")), suggested=dict(data.get("suggested") or {}))
+    def from_dict(cls, data: Any) -> "Decision":
+        """A checked decision, or ReviewError saying what is wrong with the record."""
+        if not isinstance(data, dict):
+            raise ReviewError(f"expected a JSON object, got {type(data).__name__}")
+        decision, kind = data.get("decision"), data.get("kind")
+        if decision not in DECISIONS:
+            raise ReviewError(f"decision {decision!r} is not one of {DECISIONS}")
+        if kind not in KIND_TEXT:
+            raise ReviewError(f"kind {kind!r} is not one of {tuple(KIND_TEXT)}")
+        image_id, gt_index = data.get("image_id"), data.get("gt_index")
+        if not _is_int(image_id) or not _is_int(gt_index) or gt_index < -1:
+            raise ReviewError(f"image_id {image_id!r} / gt_index {gt_index!r}: expected integers, gt_index >= -1")
+        suggestion_id = data.get("suggestion_id")
+        if not isinstance(suggestion_id, str) or not suggestion_id:
+            raise ReviewError(f"suggestion_id {suggestion_id!r}: expected a non-empty string")
+        return cls(suggestion_id=suggestion_id, image_id=image_id, gt_index=gt_index, kind=kind, decision=decision,
+                   changes=_checked_changes(decision, gt_index, data.get("changes") or {}),
+                   time=str(data.get("time", "")), author=str(data.get("author", "")),
+                   suggested=data["suggested"] if isinstance(data.get("suggested"), dict) else {})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_changes(decision: str, gt_index: int, changes: Any) -> dict[str, Any]:
+    """The changes a decision applies on export, each one valid; ReviewError otherwise."""
+    if not isinstance(changes, dict):
+        raise ReviewError(f"changes {changes!r}: expected an object")
+    if decision == "reject":
+        if changes:
+            raise ReviewError(f"a reject changes nothing, got {changes!r}")
+        return {}
+    if decision == "delete":
+        if changes != {"delete": True} or gt_index < 0:
+            raise ReviewError(f"a delete needs changes {{'delete': true}} and an existing box, got {changes!r} "
+                              f"for gt_index {gt_index}")
+        return {"delete": True}
+    unknown = set(changes) - {"box", "category_id"}
+    needed = {"box", "category_id"} if gt_index < 0 else set()  # an added digit needs both
+    if unknown or not changes or needed - set(changes):
+        raise ReviewError(f"an {decision} needs 'box' and/or 'category_id'"
+                          f"{' (both, for an added digit)' if needed else ''}, got {changes!r}")
+    out: dict[str, Any] = {}
+    if "box" in changes:
+        try:
+            out["box"] = parse_box(changes["box"])
+        except (ValueError, TypeError) as err:
+            raise ReviewError(f"box {changes['box']!r}: expected four numbers x1, y1, x2, y2 ({err})") from None
+    if "category_id" in changes:
+        if not is_category_id(changes["category_id"]):
+            raise ReviewError(f"category id {changes['category_id']!r} is not in 1..10 (1 is digit 0)")
+        out["category_id"] = changes["category_id"]
+    return out
 
 
 def parse_box(text: str | Sequence[float], width: int | None = None, height: int | None = None) -> list[float]:
@@ -156,7 +212,18 @@ class ReviewStore:
     def __init__(self, path: Path, note: str = "") -> None:
         self.path = Path(path)
         self.note = note or f"Review decisions are saved to `{self.path}`."
-        self.skipped_lines = 0
+        self.skipped_lines = 0  # lines of the last read that were torn or invalid
+        self.skip_reasons: list[str] = []  # why, one line each ("line 7: box 'abc': ...")
+
+    def skipped(self, records: Sequence[ImageRecord] | None = None) -> str:
+        """'' when every record is usable, else one line for the UI: how many were skipped, and an example.
+        With `records`, decisions that do not fit the data (unknown image or box, box outside) count too."""
+        misfits = self.misfits(records) if records is not None else []  # re-reads the log: skip_reasons is fresh
+        reasons = self.skip_reasons + misfits
+        if not reasons:
+            return ""
+        return (f"⚠️ {len(reasons)} invalid review record(s) skipped in `{self.path.name}` "
+                f"(e.g. {reasons[0]}); fix or delete those lines to use them.")
 
     @classmethod
     def beside(cls, annotation_file: Path) -> "ReviewStore":
@@ -228,16 +295,25 @@ class ReviewStore:
                 data = f.read()
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
-        out, skipped = [], 0
-        for raw in data.splitlines():
+        out, reasons = [], []
+        for number, raw in enumerate(data.splitlines(), start=1):
             if not raw.strip():
                 continue
             try:
                 out.append(Decision.from_dict(json.loads(raw)))
-            except (ValueError, KeyError, TypeError):
-                skipped += 1
-        self.skipped_lines = skipped
+            except ReviewError as err:
+                reasons.append(f"line {number}: {err}")
+            except ValueError:  # not JSON (a torn write) or not UTF-8
+                reasons.append(f"line {number}: not a JSON record")
+        self.skipped_lines, self.skip_reasons = len(reasons), reasons
         return out
+
+    def misfits(self, records: Sequence[ImageRecord]) -> list[str]:
+        """Why each latest decision that cannot apply to these records is left out of the export."""
+        sizes = {r.image_id: (r.width, r.height) for r in records}
+        counts = {r.image_id: len(r.boxes) for r in records}
+        return [f"{d.suggestion_id}: {why}" for d in self.decisions().values()
+                if d.changes and (why := _misfit(d, counts.get(d.image_id, 0), sizes.get(d.image_id))) is not None]
 
     def decisions(self) -> dict[str, Decision]:
         """The latest decision per suggestion (re-read from disk: other tabs' decisions included)."""
@@ -253,15 +329,17 @@ class ReviewStore:
         boxes = {r.image_id: [list(map(float, b)) for b in r.boxes] for r in records}
         labels = {r.image_id: [int(c) for c in r.category_ids] for r in records}
         deleted: dict[int, set[int]] = {r.image_id: set() for r in records}
+        sizes = {r.image_id: (r.width, r.height) for r in records}
+        originals = {r.image_id: len(r.boxes) for r in records}  # gt_index refers to the annotation file's boxes
         for d in self.decisions().values():
-            if d.image_id not in boxes or not d.changes:
-                continue
+            if not d.changes or _misfit(d, originals.get(d.image_id, 0), sizes.get(d.image_id)) is not None:
+                continue  # see misfits()
             if d.changes.get("delete"):
                 deleted[d.image_id].add(d.gt_index)
             elif d.gt_index < 0:
                 boxes[d.image_id].append(list(d.changes["box"]))
                 labels[d.image_id].append(int(d.changes["category_id"]))
-            elif d.gt_index < len(boxes[d.image_id]):
+            else:
                 if "box" in d.changes:
                     boxes[d.image_id][d.gt_index] = list(d.changes["box"])
                 if "category_id" in d.changes:
@@ -285,6 +363,20 @@ class ReviewStore:
         text = json.dumps(self.corrected_coco(records))
         atomic_write(out_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         return out_path
+
+
+def _misfit(d: Decision, n_boxes: int, size: tuple[int, int] | None) -> str | None:
+    """Why a (valid) decision cannot apply to this data, or None when it can."""
+    if size is None:
+        return f"image {d.image_id} is not in the annotation file"
+    if d.gt_index >= n_boxes:
+        return f"image {d.image_id} has no box {d.gt_index} ({n_boxes} boxes)"
+    if "box" in d.changes:
+        try:
+            parse_box(d.changes["box"], *size)
+        except ReviewError as err:
+            return str(err)
+    return None
 
 
 def _can_append(path: Path) -> bool:

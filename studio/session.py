@@ -2,16 +2,15 @@
 
 Every view works from raw candidates (score floor 0.01, no NMS): an image goes through the model once,
 and every threshold change afterwards is `detector.refilter` on the cached candidates. Uploaded images
-are cached in memory by content hash (LRU); validation-set candidates are computed once, lazily, and kept
-in memory and on disk (studio.cache). One Studio serves all browser sessions, so its caches are shared
-and guarded by locks.
+are cached in memory by content hash (LRU, bounded by entries and bytes); validation-set candidates are
+computed once, lazily, and kept in memory and on disk (studio.cache). One Studio serves all browser
+sessions, so its caches are shared and guarded by locks.
 """
 from __future__ import annotations
 
 import hashlib
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -23,11 +22,13 @@ from detector.detections import Detections
 from detector.hw2 import AnnotationError, ImageRecord, Split, load_annotation_file
 from detector.predictor import Predictor
 from studio import cache
+from studio.lru import BoundedLRU, detections_nbytes
 from studio.paths import DEFAULT_CHECKPOINT, DEFAULT_DATA, SAMPLES_DIR, annotation_paths
 from studio.thresholds import Thresholds
 
 Progress = Callable[[int, int], None]
 UPLOAD_CACHE_SIZE = 64
+UPLOAD_CACHE_BYTES = 16 << 20  # candidates are ~10 KB an image: the entry count binds first
 TRAIN_HINT = ("Train one with `python -m training train --data DATA --preset fast` (it writes "
               "runs/train/<run>/weights/best.safetensors)")
 
@@ -64,8 +65,8 @@ class Studio:
         self.model_runs = 0  # images sent through the model: lets tests prove that sliders never run it
         self._model_lock = threading.Lock()
         self._valid_lock = threading.Lock()
-        self._uploads: OrderedDict[str, Detections] = OrderedDict()
-        self._uploads_lock = threading.Lock()
+        self.uploads: BoundedLRU[str, Detections] = BoundedLRU(UPLOAD_CACHE_SIZE, UPLOAD_CACHE_BYTES,
+                                                                 detections_nbytes)
         self._valid: ValidationState | None = None
         self._load_model()
         self._load_data()
@@ -160,22 +161,18 @@ class Studio:
         return self.split
 
     # ------------------------------------------------------------------ candidates
-    def candidates_for(self, image: Image.Image) -> Detections:
-        """Raw candidates for one image: from the memory cache when these pixels were seen before."""
+    def candidates_for(self, image: Image.Image, name: str = "image") -> Detections:
+        """Raw candidates for one image: from the memory cache when these pixels were seen before. An image the
+        model cannot take (too thin for its resize) raises detector.images.ImageLoadError naming `name`."""
         key = hashlib.sha1(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
-        with self._uploads_lock:
-            if key in self._uploads:
-                self._uploads.move_to_end(key)
-                return self._uploads[key]
+        if (cached := self.uploads.get(key)) is not None:
+            return cached
         predictor = self.require_model()
+        predictor.check_fits(image, name)
         with self._model_lock:
             det = predictor.candidates([image], batch_size=1)[0]
             self.model_runs += 1
-        with self._uploads_lock:
-            self._uploads[key] = det
-            while len(self._uploads) > UPLOAD_CACHE_SIZE:
-                self._uploads.popitem(last=False)
-        return det
+        return self.uploads.put(key, det)
 
     @property
     def validation_ready(self) -> bool:

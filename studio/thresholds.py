@@ -1,7 +1,8 @@
 """The four knobs every view shares; their defaults come from the checkpoint's metadata.
 
-`score` cuts the boxes shown and scored for mAP; `number_score` is the (usually higher) cut for reading the
-house number, so a doubtful extra box can be shown without spoiling the number.
+`score` cuts the boxes shown and counted as right or wrong (mAP, as in `python -m detector evaluate`, uses every
+box down to detector.scoring's floor); `number_score` is the (usually higher) cut for reading the house number,
+so a doubtful extra box can be shown without spoiling the number.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from detector.checkpoint import DEFAULT_THRESHOLDS
 from detector.detections import Detections
 from detector.number import NumberReading, read_number
 from detector.refilter import refilter
+
+NMS_HINT_IOU = 0.9  # from here on NMS keeps nearly every overlapping box
 
 
 @dataclass(frozen=True)
@@ -48,3 +51,10 @@ class Thresholds:
 
     def number(self, final: Detections) -> NumberReading:
         return read_number(final, self.number_score)
+
+    def nms_hint(self) -> str | None:
+        """Why a number reads '66666555555': say it when NMS is (nearly) off."""
+        if self.nms_iou < NMS_HINT_IOU:
+            return None
+        return (f"NMS IoU {self.nms_iou:.2f} keeps overlapping duplicate boxes, so one digit can be read several "
+                "times (e.g. 66666555555); lower the NMS IoU threshold to about 0.3-0.5 for one box per digit.")

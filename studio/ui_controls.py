@@ -32,7 +32,7 @@ class ThresholdControls:
 def threshold_controls(defaults: Thresholds) -> ThresholdControls:
     with gr.Row(equal_height=True):
         score = gr.Slider(0.0, 1.0, defaults.score, step=0.01, label="Score threshold",
-                          info="boxes shown and scored", elem_id="score-threshold")
+                          info="boxes shown and counted (mAP uses all)", elem_id="score-threshold")
         nms = gr.Slider(0.05, 1.0, defaults.nms_iou, step=0.01, label="NMS IoU threshold",
                         info="overlap above which the weaker box goes (1 = off)", elem_id="nms-threshold")
         number = gr.Slider(0.0, 1.0, defaults.number_score, step=0.01, label="Number score threshold",

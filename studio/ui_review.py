@@ -4,21 +4,21 @@ Every action re-reads the review file, so two browser tabs see (and never overwr
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
-import threading
-from pathlib import Path
-
 import gradio as gr
 
 from detector.categories import CLASS_NAMES, category_to_digit, digit_to_category
 from detector.images import ImageLoadError, load_rgb
 from studio.drawing import KIND_COLOURS, draw_ground_truth
-from studio.review import KIND_TEXT, ReviewError, ReviewStore, Suggestion, find_suggestions
+from studio.lru import BoundedLRU
+from studio.review import DEFAULT_MIN_SCORE, KIND_TEXT, ReviewError, ReviewStore, Suggestion, find_suggestions
 from studio.session import Studio, StudioError
+from studio.tempfiles import TEMP
 from studio.ui_controls import problem
 
 LIST_HEADERS = ["#", "suggestion", "image", "kind", "proposal", "model score", "decision", "decided at"]
+LIST_WIDTHS = ["4%", "20%", "6%", "12%", "22%", "9%", "9%", "18%"]  # every column visible, long text wraps
+MIN_SCORE_RANGE = (0.3, 1.0)
+SUGGESTION_LISTS_KEPT = 8  # one list per minimum score asked for
 SUGGESTION_COLOUR = {"missing_annotation": KIND_COLOURS["background"], "wrong_label": KIND_COLOURS["wrong_class"],
                      "loose_box": KIND_COLOURS["poor_localisation"], "tight_box": KIND_COLOURS["poor_localisation"]}
 
@@ -35,8 +35,8 @@ class ReviewViews:
                 self.store = ReviewStore.beside(studio.annotation_file)
             except ReviewError as err:
                 self.store_error = str(err)
-        self._suggestions: dict[float, list[Suggestion]] = {}
-        self._lock = threading.Lock()
+        self.lists: BoundedLRU[float, list[Suggestion]] = BoundedLRU(SUGGESTION_LISTS_KEPT, 64 << 20,
+                                                                      lambda found: 512 * len(found) + 1024)
 
     def require_store(self) -> ReviewStore:
         if self.store is None:
@@ -45,16 +45,13 @@ class ReviewViews:
 
     def suggestions(self, min_score: float, progress=None) -> list[Suggestion]:
         key = round(float(min_score), 3)
-        with self._lock:
-            if key in self._suggestions:
-                return self._suggestions[key]
+        if (cached := self.lists.get(key)) is not None:
+            return cached
         self.require_store()
         state = self.studio.validation(progress)
         t = self.studio.default_thresholds()
         found = find_suggestions(self.studio.records, state.candidates, t.score, t.nms_iou, t.class_agnostic, key)
-        with self._lock:
-            self._suggestions[key] = found
-        return found
+        return self.lists.put(key, found)
 
     def find(self, suggestion_id: str, min_score: float) -> Suggestion:
         for s in self.suggestions(min_score):
@@ -100,9 +97,19 @@ def _session(request: gr.Request | None) -> str:
     return f"browser:{session[:8]}" if session else "browser"
 
 
-def _summary(rows: list[list], views: ReviewViews) -> str:
+def _summary(rows: list[list], views: ReviewViews, min_score: float | None = None) -> str:
     decided = sum(1 for r in rows if r[6])
-    return f"{len(rows)} suggestion(s), {decided} decided. {views.store.note}"
+    lines = [f"{len(rows)} suggestion(s), {decided} decided. {views.store.note}"]
+    if not rows and min_score is not None:
+        lower = (f"lower the minimum score (e.g. to {DEFAULT_MIN_SCORE}) to see less confident disagreements"
+                 if float(min_score) > DEFAULT_MIN_SCORE else
+                 f"even down to {float(min_score):.2f} it agrees with the labels, or is too unsure to disagree "
+                 "(see its mAP in the Validation tab)")
+        lines.append(f"No suggestion: no prediction at score ≥ {float(min_score):.2f} disagrees with the labels; "
+                     f"{lower}.")
+    if skipped := views.store.skipped(views.studio.records):
+        lines.append(skipped)
+    return "  \n".join(lines)
 
 
 def _box_text(box) -> str:
@@ -115,13 +122,13 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
                 "Decisions are saved as you make them; the original annotation file is never changed.",
                 elem_id="review-note")
     with gr.Row():
-        min_score = gr.Slider(0.5, 1.0, 0.9, step=0.01, label="Minimum model score for a suggestion",
-                              elem_id="review-min-score")
+        min_score = gr.Slider(*MIN_SCORE_RANGE, DEFAULT_MIN_SCORE, step=0.01,
+                              label="Minimum model score for a suggestion", elem_id="review-min-score")
         find_btn = gr.Button("Find likely annotation errors", variant="primary", elem_id="review-find")
         export_btn = gr.Button("Export corrected COCO json", elem_id="review-export")
     summary = gr.Markdown("", elem_id="review-summary")
     listing = gr.Dataframe(headers=LIST_HEADERS, label="Suggestions (click a row)", interactive=False,
-                           max_height=300, elem_id="review-list")
+                           max_height=300, column_widths=LIST_WIDTHS, wrap=True, elem_id="review-list")
     with gr.Row():
         with gr.Column(scale=2):
             picture = gr.Image(label="Ground truth (teal) and the suggestion (dashed)", type="pil",
@@ -149,7 +156,7 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
             rows = views.table(min_score_value)
         except StudioError as err:
             return [], problem(str(err))
-        return rows, _summary(rows, views)
+        return rows, _summary(rows, views, min_score_value)
 
     find_btn.click(listing_view, min_score, [listing, summary], api_name="review_list")
 
@@ -188,7 +195,8 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
             rows = views.table(min_score_value)  # re-read: includes other tabs' decisions
         except (StudioError, ReviewError, ValueError) as err:
             return gr.skip(), problem(str(err)), gr.skip()
-        return rows, f"✅ {decision} recorded for {s.id} in `{views.store.path}`.", _summary(rows, views)
+        return (rows, f"✅ {decision} recorded for {s.id} in `{views.store.path}`.",
+                _summary(rows, views, min_score_value))
 
     def button_handler(decision: str):
         def handler(sid, box, digit, ms, request: gr.Request):
@@ -208,8 +216,8 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
             next_undecided, [current, min_score], current, api_visibility="private").then(
             show, [current, min_score], show_outputs, api_visibility="private")
 
-    def review_decide(suggestion_id: str, decision: str, box: str = "", digit: str = "", min_score: float = 0.9,
-                      author: str = "api") -> str:
+    def review_decide(suggestion_id: str, decision: str, box: str = "", digit: str = "",
+                      min_score: float = DEFAULT_MIN_SCORE, author: str = "api") -> str:
         """Record one decision (accept | reject | edit | delete) for a suggestion; returns the status line."""
         return decide(suggestion_id, decision, box, digit, min_score, author=author)[1]
 
@@ -217,11 +225,14 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
 
     def export():
         try:
-            path = views.require_store().export(studio.records)
-            download = Path(tempfile.mkdtemp(prefix="studio-review-")) / path.name  # gradio serves temp files only
-            shutil.copyfile(path, download)
+            store = views.require_store()
+            path = store.export(studio.records)
+            download = TEMP.copy(path)  # gradio serves temp files only
         except (StudioError, OSError) as err:
             return None, problem(str(err))
-        return str(download), f"✅ Corrected annotations written to `{path}` (the original file is unchanged)."
+        text = f"✅ Corrected annotations written to `{path}` (the original file is unchanged)."
+        if skipped := store.skipped(studio.records):
+            text += f"  \n{skipped}"
+        return str(download), text
 
     export_btn.click(export, None, [exported, status], api_name="review_export")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from detector.scoring import MAP_SCORE_FLOOR
 from studio.drawing import legend_html
 from studio.failures import ANY, ANY_ERROR, DIGIT_CHOICES, FAILURE_TYPES, FailureReport
 from studio.plots import confusion_figure, pr_figure, sweep_figure
@@ -12,6 +13,8 @@ from studio.ui_controls import ThresholdControls, problem, values_of
 from studio.validation import PREDICTION_HEADERS, ValidationViews
 
 PER_CLASS_HEADERS = ["digit", "AP", "AP50", "ground truth", "found", "missed"]
+PER_CLASS_WIDTHS = ["12%", "16%", "16%", "22%", "16%", "18%"]  # every column visible
+PREDICTION_WIDTHS = ["8%", "10%", "22%", "8%", "13%", "13%", "13%", "13%"]
 GALLERY_COLUMNS = 6
 GALLERY_ROWS_SHOWN = 3
 THUMB_ROW_PX = 190
@@ -31,16 +34,20 @@ def metrics_markdown(report: FailureReport, studio: Studio) -> str:
         f"| mAP @[.5:.95] | AP50 | AP75 | number accuracy | images with wrong number |\n|---|---|---|---|---|\n"
         f"| **{h['mAP']:.3f}** | **{h['AP50']:.3f}** | {h['AP75']:.3f} | **{h['number_accuracy']:.3f}** | "
         f"{c['number wrong']} / {n} |",
-        f"Boxes: {c['correct']} correct, {c['wrong_class']} wrong class, {c['poor_localisation']} poor "
-        f"localisation, {c['duplicate']} duplicate, {c['background']} background FP; {c['missed']} digits missed.",
-        f"<small>At score ≥ {t.score:.2f}, NMS IoU {t.nms_iou:.2f}{' (class-agnostic)' if t.class_agnostic else ''}, "
-        f"number score ≥ {t.number_score:.2f}; recomputed from cached predictions in "
-        f"{report.seconds.get('total', 0):.2f} s ({report.metrics.backend}).</small>",
+        f"Boxes at score ≥ {t.score:.2f}: {c['correct']} correct, {c['wrong_class']} wrong class, "
+        f"{c['poor_localisation']} poor localisation, {c['duplicate']} duplicate, {c['background']} background FP; "
+        f"{c['missed']} digits missed.",
+        f"<small>NMS IoU {t.nms_iou:.2f}{' (class-agnostic)' if t.class_agnostic else ''}, number score ≥ "
+        f"{t.number_score:.2f}. mAP and AP count every box down to score {MAP_SCORE_FLOOR}, as "
+        f"`python -m detector evaluate` does (the same function computes both); recomputed from cached "
+        f"predictions in {report.seconds.get('total', 0):.2f} s ({report.metrics.backend}).</small>",
     ]
+    if hint := t.nms_hint():
+        lines.append(f"ℹ️ {hint}")
     state = studio.validation()
     if state.unreadable:
-        lines.append(f"⚠️ {len(state.unreadable)} validation image(s) could not be read and count as empty, "
-                     f"e.g. {next(iter(state.unreadable.values()))}")
+        lines.append(f"⚠️ {len(state.unreadable)} validation image(s) could not be read and are left out of the "
+                     f"scores (as in `python -m detector evaluate`), e.g. {next(iter(state.unreadable.values()))}")
     return "\n\n".join(lines)
 
 
@@ -58,7 +65,7 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
     message = gr.Markdown("", elem_id="validation-message")
     with gr.Row():
         per_class = gr.Dataframe(headers=PER_CLASS_HEADERS, label="Per-digit AP", interactive=False,
-                                 max_height=420, elem_id="per-class")
+                                 max_height=420, column_widths=PER_CLASS_WIDTHS, wrap=True, elem_id="per-class")
         confusion = gr.Plot(label="Confusion matrix", show_label=False, elem_id="confusion")
         pr_curve = gr.Plot(label="Precision-recall", show_label=False, elem_id="pr-curve")
     gr.Markdown("### Failure gallery (most wrong first; click an image to inspect it)")
@@ -72,7 +79,9 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
                          elem_id="failure-gallery")
     gr.Markdown("### Prediction vs ground truth")
     with gr.Row():
-        image_id = gr.Number(label="Image id", precision=0, elem_id="inspect-id", scale=0, min_width=160)
+        # a Textbox, not a Number: gradio's Number shows 0 (an id that may not exist) until something is picked
+        image_id = gr.Textbox(label="Image id", placeholder="click a gallery image or type an id", max_lines=1,
+                              elem_id="inspect-id", scale=0, min_width=200)
         inspect_btn = gr.Button("Show", scale=0, elem_id="inspect-button")
     inspect_summary = gr.Markdown("", elem_id="inspect-summary")
     with gr.Row():
@@ -80,7 +89,8 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
         gt_image = gr.Image(label="Ground truth (dashed blue = missed)", type="pil", interactive=False,
                             elem_id="inspect-gt")
     pred_table = gr.Dataframe(headers=PREDICTION_HEADERS, label="Predictions and missed digits",
-                              interactive=False, max_height=260, elem_id="inspect-table")
+                              interactive=False, max_height=260, column_widths=PREDICTION_WIDTHS, wrap=True,
+                              elem_id="inspect-table")
     gr.Markdown("### Threshold sweep")
     with gr.Row():
         sweep_btn = gr.Button("Run threshold sweep", elem_id="sweep-button")
@@ -120,10 +130,15 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
           outputs=report_outputs, api_name="refresh_validation", trigger_mode="always_last")
 
     def inspect(image_id_value, score, nms_iou, number_score, class_agnostic, progress=gr.Progress()):
-        if image_id_value is None:
+        text = str(image_id_value if image_id_value is not None else "").strip()
+        if not text:
             return None, None, "Pick an image in the gallery or type its id.", []
         try:
-            view = views.side_by_side(int(image_id_value), Thresholds.of(score, nms_iou, number_score, class_agnostic),
+            chosen = int(float(text))
+        except ValueError:
+            return None, None, problem(f"image id {text!r} is not a number; click a gallery image or type an id"), []
+        try:
+            view = views.side_by_side(chosen, Thresholds.of(score, nms_iou, number_score, class_agnostic),
                                       _progress_callback(progress))
         except StudioError as err:
             return None, None, problem(str(err)), []
@@ -134,7 +149,7 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
           api_name="inspect")
 
     def reinspect(image_id_value, score, nms_iou, number_score, class_agnostic):
-        if image_id_value is None or not studio.validation_ready:
+        if not str(image_id_value or "").strip() or not studio.validation_ready:
             return (gr.skip(),) * len(inspect_outputs)
         return inspect(image_id_value, score, nms_iou, number_score, class_agnostic, None)
 
@@ -142,7 +157,7 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
           api_visibility="private", trigger_mode="always_last")
 
     def pick(ids, evt: gr.SelectData):
-        return ids[evt.index] if ids and evt.index is not None and evt.index < len(ids) else gr.skip()
+        return str(ids[evt.index]) if ids and evt.index is not None and evt.index < len(ids) else gr.skip()
 
     gallery.select(pick, gallery_ids, image_id, api_visibility="private").then(
         inspect, [image_id, *controls.inputs], inspect_outputs, api_visibility="private")

@@ -2,12 +2,11 @@
 and the threshold sweep whose best values can be saved into the checkpoint.
 
 A report is recomputed only when thresholds change (a few seconds for 3,340 images, model never run);
-a few recent ones are kept so that filtering the gallery or flicking a slider back costs nothing.
+a few recent ones are kept (bounded by count and bytes) so that filtering the gallery or flicking a slider
+back costs nothing.
 """
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from PIL import Image
@@ -18,10 +17,12 @@ from detector.images import ImageLoadError, load_rgb
 from detector.matching import ImageMatch
 from studio.drawing import display_scale, draw_ground_truth_side, draw_match_overlay, draw_prediction_side
 from studio.failures import ANY, ANY_ERROR, DEFAULT_BACKEND, FailureReport, build_report
+from studio.lru import BoundedLRU
 from studio.session import Progress, Studio, StudioError
 from studio.thresholds import Thresholds
 
 REPORTS_KEPT = 6
+REPORTS_BYTES = 256 << 20
 GALLERY_LIMIT = 60
 THUMB_SHORT_SIDE = 150
 MAP_SWEEP_THRESHOLDS = SWEEP_THRESHOLDS[::2]  # mAP: one COCO evaluation each (~1 s for 3,340 images)
@@ -58,6 +59,13 @@ class SideBySide:
     rows: list[list]
 
 
+def report_nbytes(report: FailureReport) -> int:
+    """About what a report holds: its per-image matches (boxes, scores, labels, IoUs) and the PR curves."""
+    per_box = 4 * 4 + 4 + 8 + 4 + 8 + 8  # box, score, label, IoU, kind and index references
+    boxes = sum(len(m.pred) + len(m.gt_labels) for m in report.matches)
+    return 1024 * len(report.matches) + per_box * boxes + 64 * 1024
+
+
 def _short(text: str, limit: int = 12) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
@@ -68,28 +76,19 @@ class ValidationViews:
     def __init__(self, studio: Studio, backend: str = DEFAULT_BACKEND) -> None:
         self.studio = studio
         self.backend = backend
-        self._reports: OrderedDict[Thresholds, FailureReport] = OrderedDict()
-        self._lock = threading.Lock()
-        self._gt_coco: dict | None = None
+        self.reports: BoundedLRU[Thresholds, FailureReport] = BoundedLRU(REPORTS_KEPT, REPORTS_BYTES, report_nbytes)
 
     def report(self, thresholds: Thresholds, progress: Progress | None = None) -> FailureReport:
         """The report at these thresholds; predicts the validation set first if that never happened."""
-        with self._lock:
-            if thresholds in self._reports:
-                self._reports.move_to_end(thresholds)
-                return self._reports[thresholds]
+        if (cached := self.reports.get(thresholds)) is not None:
+            return cached
         state = self.studio.validation(progress)
-        records = self.studio.records
-        if self._gt_coco is None:
-            from detector.hw2 import records_to_coco
-
-            self._gt_coco = records_to_coco(records)
-        report = build_report(records, state.candidates, thresholds, backend=self.backend, gt_coco=self._gt_coco)
-        with self._lock:
-            self._reports[thresholds] = report
-            while len(self._reports) > REPORTS_KEPT:
-                self._reports.popitem(last=False)
-        return report
+        try:
+            report = build_report(self.studio.records, state.candidates, thresholds, backend=self.backend,
+                                  unreadable=state.unreadable)
+        except ValueError as err:
+            raise StudioError(str(err)) from err
+        return self.reports.put(thresholds, report)
 
     def _image(self, image_id: int) -> Image.Image:
         record = self.studio.record(image_id)

@@ -93,10 +93,10 @@ def _detect(client, path: Path, th: Thresholds):
 def test_detect_draws_reads_and_sliders_refilter_without_the_model(running_app: RunningApp, client) -> None:
     image_path = running_app.data / "valid" / "1.png"
     th = Thresholds(score=0.5, nms_iou=0.5, number_score=0.9, class_agnostic=False)
-    gallery, number_html, table, json_path, message = _detect(client, image_path, th)
+    gallery, number_html, table, json_path, message, kept = _detect(client, image_path, th)
     runs = running_app.studio.model_runs
     rows = _rows(table)
-    assert rows and all(r[3] >= 0.5 for r in rows) and message == ""
+    assert rows and all(r[3] >= 0.5 for r in rows) and message == "" and len(kept) == 1
     assert len(gallery) == 1 and Image.open(gallery[0]["image"]).height >= 300  # drawn, scaled for reading
 
     # what the app shows must be what the detector modules compute from the same candidates
@@ -109,7 +109,7 @@ def test_detect_draws_reads_and_sliders_refilter_without_the_model(running_app: 
     assert len(results) == len(final)
 
     for moved in (Thresholds(0.93, 0.5, 0.9, False), Thresholds(0.5, 0.2, 0.9, True), Thresholds(0.5, 1.0, 0.95, False)):
-        _, html, table, _, _ = _detect(client, image_path, moved)
+        _, html, table, _, _, _ = _detect(client, image_path, moved)
         assert len(_rows(table)) == len(moved.final(expected))
         assert f'data-number="{moved.number(moved.final(expected)).text}"' in html
     assert running_app.studio.model_runs == runs  # every slider move re-filtered cached candidates
@@ -122,9 +122,10 @@ def test_bad_uploads_get_a_message_and_the_app_keeps_working(running_app: Runnin
     cut = tmp_path / "cut.png"
     cut.write_bytes(good.read_bytes()[:60])
     files = [gradio_client.handle_file(str(p)) for p in (text, cut)]
-    gallery, _, table, download, message = client.predict(files, 0.5, 0.5, 0.9, False, api_name="/detect")
+    gallery, _, table, download, message, kept = client.predict(files, 0.5, 0.5, 0.9, False, api_name="/detect")
     assert gallery == [] and _rows(table) == [] and download is None
     assert "readme.txt" in message and "not an image" in message and "cut.png" in message
+    assert not kept  # reported once, then gone from the file list
     gallery, *_ = _detect(client, good, Thresholds(0.5, 0.5, 0.9, False))
     assert len(gallery) == 1
 

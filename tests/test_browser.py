@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from detector.images import load_rgb
 from tests.test_app import RunningApp, running_app  # noqa: F401  (the module-scoped app fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
@@ -98,3 +99,61 @@ def test_review_tab_click_a_suggestion_and_accept_it(running_app: RunningApp, pa
     decision = json.loads(log[-1])
     assert (decision["suggestion_id"], decision["decision"]) == (suggestion, "accept")
     assert decision["author"].startswith("browser:")
+
+
+def test_a_new_upload_replaces_the_list_and_a_bad_file_warns_once(running_app: RunningApp, page,  # noqa: F811
+                                                                  tmp_path: Path) -> None:
+    samples = sorted(running_app.samples.iterdir())
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    upload = page.locator("#detect-files input[type=file]")
+    digits = page.locator("#number-read .number-digits")
+
+    upload.set_input_files(str(samples[0]))
+    page.locator("#number-read .number-file").first.wait_for(timeout=60_000)
+    th = running_app.studio.default_thresholds()
+    expected = th.number(th.final(running_app.studio.candidates_for(load_rgb(samples[0]))))
+    assert digits.first.get_attribute("data-number") == expected.text  # the upload path reads what the API reads
+
+    upload.set_input_files([str(samples[1]), str(bad)])
+    page.get_by_text("bad.png: not an image file").first.wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#number-read .number-file').length === 1 && "
+                           f"document.querySelector('#number-read .number-file').innerText === '{samples[1].name}'",
+                           timeout=60_000)  # replaced, not added to sample 1
+    page.wait_for_function("() => !document.querySelector('#detect-files').innerText.includes('bad')",
+                           timeout=30_000)  # the bad file left the list after its one warning
+    assert samples[0].stem not in page.locator("#detect-files").inner_text()
+
+    page.locator("#detect-button").click()
+    page.wait_for_function("() => !document.querySelector('#detect-message').innerText.includes('bad.png')",
+                           timeout=60_000)
+    page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=30_000)
+    assert "bad.png" not in page.locator("#detect-message").inner_text()
+    assert page.locator("#number-read .number-file").first.inner_text() == samples[1].name
+
+
+def _clipped_columns(page, selector: str) -> list[str]:
+    """Header cells that end beyond the table's visible box."""
+    right = page.locator(selector).bounding_box()
+    cells = page.locator(f"{selector} thead th")
+    clipped = []
+    for i in range(cells.count()):
+        box = cells.nth(i).bounding_box()
+        if box and box["x"] + box["width"] > right["x"] + right["width"] + 1:
+            clipped.append(cells.nth(i).inner_text().strip())
+    return clipped
+
+
+def test_tables_show_every_column_and_the_image_id_starts_empty(running_app: RunningApp, page) -> None:  # noqa: F811
+    page.locator("#samples img").first.click()
+    page.locator('#detect-table [data-testid="cell-0-0"]').wait_for(timeout=60_000)
+    assert _clipped_columns(page, "#detect-table") == []
+
+    page.get_by_role("tab", name="Validation & failures").click()
+    assert page.locator("#inspect-id textarea, #inspect-id input").first.input_value() == ""  # not a made-up 0
+
+    page.get_by_role("tab", name="Annotation review").click()
+    assert page.get_by_role("slider", name="Minimum model score for a suggestion").input_value() == "0.5"
+    page.locator("#review-find").click()
+    page.locator('#review-list [data-testid="cell-0-1"]').wait_for(timeout=60_000)
+    assert _clipped_columns(page, "#review-list") == []  # before: 'decided at' was cut off
