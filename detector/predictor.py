@@ -101,6 +101,19 @@ class Predictor:
         return out
 
     def _run(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:
+        """Forward passes over images of one size each: torchvision pads a batch to its largest image, and that
+        padding changes the features near a smaller image's edges, so an image batched with larger neighbours
+        could read differently from the same image alone (an upload read 5616 where the CLI read 561)."""
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for i, (_, tensor) in enumerate(batch):
+            by_size.setdefault(tuple(tensor.shape), []).append(i)
+        out: list[Detections | ImageLoadError | None] = [None] * len(batch)
+        for indices in by_size.values():
+            for i, result in zip(indices, self._run_same_size([batch[i] for i in indices])):
+                out[i] = result
+        return out  # type: ignore[return-value]  # every slot is filled
+
+    def _run_same_size(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:
         """One forward pass; should it fail, each image alone, so the error lands on the image that caused it."""
         if not batch:
             return []
@@ -109,7 +122,7 @@ class Predictor:
                     for r in self.model([t for _, t in batch])]
         except (RuntimeError, ValueError) as err:
             if len(batch) > 1:
-                return [result for item in batch for result in self._run([item])]
+                return [result for item in batch for result in self._run_same_size([item])]
             label, tensor = batch[0]
             return [ImageLoadError(f"{label}: the model failed on this {tensor.shape[2]}x{tensor.shape[1]} image "
                                    f"({type(err).__name__}: {str(err)[:200]})")]

@@ -300,3 +300,17 @@ def test_file_names_outside_the_image_folder_are_dropped_and_counted(tiny_hw2: P
     assert "../../secret.png" in split.report.summary()
     with pytest.raises(AnnotationError, match="file_name '../../secret.png' points outside the image folder"):
         load_split(tiny_hw2, "valid", strict=True)
+
+
+def test_an_image_reads_the_same_alone_and_batched_with_larger_neighbours(tiny_checkpoint) -> None:
+    """torchvision pads a batch to its largest image; a small image's candidates must not depend on that."""
+    from detector.predictor import Predictor
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (40, 90, 3), dtype=np.uint8)
+    large = rng.integers(0, 255, (84, 278, 3), dtype=np.uint8)
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, device="cpu", score_floor=0.0)
+    alone = predictor.candidates([small])[0]
+    batched = predictor.candidates([large, small, large])[1]
+    assert len(alone) > 0
+    assert torch.equal(alone.boxes, batched.boxes) and torch.equal(alone.scores, batched.scores)
