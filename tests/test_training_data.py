@@ -48,6 +48,16 @@ def test_bad_overrides_name_the_option(item, message):
         resolve({"data": "DATA", **train}, model)
 
 
+def test_a_mistyped_option_suggests_the_closest_one():
+    with pytest.raises(ConfigError, match=r"unknown option 'epcohs'; did you mean epochs\?"):
+        parse_overrides(["epcohs=3"])
+    with pytest.raises(ConfigError, match=r"did you mean min_size\?"):
+        parse_overrides(["min_sise=96"])
+    with pytest.raises(ConfigError) as info:
+        parse_overrides(["zzz=1"])
+    assert "did you mean" not in str(info.value)
+
+
 def test_help_lists_every_option_with_its_default():
     text = help_text()
     for f in fields(TrainConfig):

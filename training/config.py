@@ -11,6 +11,7 @@ instead (`imgsz` is Ultralytics' name for min_size). The resolved result is save
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from dataclasses import dataclass, field, fields
@@ -189,8 +190,11 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         elif key in _MODEL_SCALARS:
             target, kind = model, str(_MODEL_SCALARS[key].type)
         else:
-            raise ConfigError(f"unknown option {key!r}; training options: {', '.join(k for k in _FIELDS if k != 'model')}; "
-                              f"model options: {', '.join(_MODEL_SCALARS)}")
+            known = [k for k in _FIELDS if k != "model"] + list(_MODEL_SCALARS)
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"unknown option {key!r}; {hint}training options: "
+                              f"{', '.join(k for k in _FIELDS if k != 'model')}; model options: {', '.join(_MODEL_SCALARS)}")
         try:
             target[key] = _convert(kind, text)
         except ValueError as err:
