@@ -121,9 +121,7 @@ def time_reads(readers: dict[str, Reader], images: dict[int, Image.Image], round
 
 def checkpoint_reader(predictor: Predictor) -> tuple[Reader, str]:
     """Read a number as `python -m detector predict` writes pred.csv, at the checkpoint's own thresholds."""
-    t = predictor.meta.thresholds
-    nms_iou, agnostic = float(t["nms_iou"]), bool(t.get("class_agnostic", False))
-    number_threshold = float(t["number_score"])
+    nms_iou, agnostic, number_threshold = predictor.meta.read_thresholds()
 
     def read(image: Image.Image) -> str:
         final = refilter(predictor.candidates([image], batch_size=1)[0], MAP_SCORE_FLOOR, nms_iou, agnostic)

@@ -45,6 +45,14 @@ class CheckpointMeta:
     code_version: str = ""
     created: str = ""
 
+    def read_thresholds(self, nms_iou: float | None = None, class_agnostic: bool | None = None,
+                        number_score: float | None = None) -> tuple[float, bool, float]:
+        """(NMS IoU, class-agnostic, number score) for reading numbers: the checkpoint's own, each overridable."""
+        t = self.thresholds
+        return (float(t["nms_iou"] if nms_iou is None else nms_iou),
+                bool(t.get("class_agnostic", False)) if class_agnostic is None else class_agnostic,
+                float(t["number_score"] if number_score is None else number_score))
+
     def to_header(self) -> dict[str, str]:
         return {
             "format": FORMAT_ID,

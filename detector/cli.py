@@ -63,11 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _thresholds(args: argparse.Namespace, meta: CheckpointMeta) -> tuple[float, bool, float]:
-    t = meta.thresholds
-    nms_iou = t["nms_iou"] if args.nms_iou is None else args.nms_iou
-    agnostic = bool(t.get("class_agnostic", False)) if args.class_agnostic is None else args.class_agnostic
-    number = t["number_score"] if args.number_threshold is None else args.number_threshold
-    return float(nms_iou), agnostic, float(number)
+    return meta.read_thresholds(args.nms_iou, args.class_agnostic, args.number_threshold)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
