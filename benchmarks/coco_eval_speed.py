@@ -36,7 +36,7 @@ def synthetic_set(images: int, seed: int = 0) -> tuple[dict, list[dict]]:
         width = float(xs[-1] + digit_w[-1] + x0)
         gt_images.append({"id": image_id, "file_name": f"{image_id}.png", "width": round(width), "height": round(height)})
         labels = rng.choice(CATEGORY_IDS, size=digits)
-        for x, w, c in zip(xs, digit_w, labels):
+        for x, w, c in zip(xs, digit_w, labels, strict=False):
             box = [float(x), float(y), float(w), float(digit_h)]
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "bbox": box,
                                 "category_id": int(c), "area": box[2] * box[3], "iscrowd": 0})

@@ -51,7 +51,7 @@ def synthetic_set(n_images: int, seed: int = 0) -> tuple[list[ImageRecord], dict
         records.append(ImageRecord(image_id, f"{image_id}.png", width, height, Path(f"synthetic/{image_id}.png"),
                                    gt, np.asarray(labels, dtype=np.int64)))
         c_boxes, c_scores, c_labels = [], [], []
-        for box, label in zip(gt, labels):
+        for box, label in zip(gt, labels, strict=False):
             found = rng.random() < 0.93
             c_boxes.append(_jitter(rng, box, 0.05 if found else 0.25))
             c_scores.append(rng.beta(8, 1.5) if found else rng.beta(2, 5))

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from detector.hw2 import load_split  # noqa: E402
 from detector.predictor import Predictor  # noqa: E402

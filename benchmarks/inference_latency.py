@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMeta  # noqa: E402
 from detector.hw2 import list_images  # noqa: E402

@@ -22,9 +22,10 @@ import statistics
 import sys
 import time
 import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 from unittest import mock
 
 import numpy as np

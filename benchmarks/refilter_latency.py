@@ -110,10 +110,11 @@ def main() -> None:
     for threshold in (0.01, 0.5):
         post = make_heads(threshold, 0.5, 100)
         rows = {
-            "roi_heads.postprocess (baseline)": lambda h: post.postprocess_detections(h[1], h[2], [h[0]], [(200, 400)]),
-            "per-class loop + nms": lambda c: per_class_loop(c, threshold, 0.5),
-            "refilter (batched_nms)": lambda c: refilter(c, threshold, 0.5),
-            "refilter class-agnostic": lambda c: refilter(c, threshold, 0.5, class_agnostic=True),
+            "roi_heads.postprocess (baseline)":
+                lambda h, post=post: post.postprocess_detections(h[1], h[2], [h[0]], [(200, 400)]),
+            "per-class loop + nms": lambda c, t=threshold: per_class_loop(c, t, 0.5),
+            "refilter (batched_nms)": lambda c, t=threshold: refilter(c, t, 0.5),
+            "refilter class-agnostic": lambda c, t=threshold: refilter(c, t, 0.5, class_agnostic=True),
         }
         print(f"\nper image, score threshold {threshold}, NMS IoU 0.5 ({args.calls} calls over 50 images, ms)")
         print(f"{'variant':36s} {'median':>8s} {'p95':>8s} {'vs baseline':>12s}")
@@ -121,7 +122,7 @@ def main() -> None:
         for name, fn in rows.items():
             inputs = heads if name.startswith("roi_heads") else cands
             counter = iter(range(10**9))
-            med, p95 = time_ms(lambda: fn(inputs[next(counter) % len(inputs)]), args.calls)
+            med, p95 = time_ms(lambda fn=fn, inputs=inputs, counter=counter: fn(inputs[next(counter) % len(inputs)]), args.calls)
             base = base or med
             print(f"{name:36s} {med:8.3f} {p95:8.3f} {base / med:11.1f}x")
         same = all(torch.equal(refilter(c, threshold, 0.5).boxes, per_class_loop(c, threshold, 0.5).boxes) for c in cands)
@@ -137,7 +138,7 @@ def main() -> None:
         ("one global nms, offsets per (image, class)", min(300, args.images), lambda d: one_global_nms(d, 0.5, 0.5)),
     ):
         by_id = {i: cands[i % len(cands)] for i in range(images)}
-        best = min(time_ms(lambda: fn(by_id), 1)[0] for _ in range(3)) / 1e3
+        best = min(time_ms(lambda fn=fn, by_id=by_id: fn(by_id), 1)[0] for _ in range(3)) / 1e3
         per_image = best / images * 1e3
         base = base or per_image
         print(f"{name:44s} {images:7d} {best:8.3f} {per_image:9.3f} {base / per_image:11.2f}x")

@@ -78,7 +78,7 @@ def print_table(results: dict[str, dict]) -> None:
         print(f"{label:<24}" + "".join(f"{fmt.format(results[n][key]):>{width}}" for n in names))
     reach = {n: minutes_to_reach(results[n], ref["AP"]) for n in names}
     print(f"{f'min to {ref_name} best mAP':<24}" + "".join(
-        f"{('%.2f' % reach[n]) if reach[n] is not None else 'not reached':>{width}}" for n in names))
+        f"{f'{reach[n]:.2f}' if reach[n] is not None else 'not reached':>{width}}" for n in names))
     for n in names[1:]:
         r = results[n]
         print(f"\n{n} vs {ref_name}: {r['images_per_s'] / max(ref['images_per_s'], 1e-9):.2f}x images/s, "

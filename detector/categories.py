@@ -6,7 +6,7 @@ other module ever adds or subtracts one.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 NUM_DIGITS = 10
 NUM_CLASSES = NUM_DIGITS + 1  # background + ten digits, as torchvision's detection heads count them

@@ -65,7 +65,7 @@ class CheckpointMeta:
         }
 
     @classmethod
-    def from_header(cls, header: dict[str, str], source: str) -> "CheckpointMeta":
+    def from_header(cls, header: dict[str, str], source: str) -> CheckpointMeta:
         """Metadata from a header anyone may have written: every field's type and range is checked."""
         if header.get("format") != FORMAT_ID:
             found = header.get("format", "no 'format' entry")

@@ -15,7 +15,6 @@ from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, CheckpointM
 from detector.hw2 import IMAGE_SUFFIXES, AnnotationError, load_split, scan_images
 from detector.images import ImageLoadError
 from detector.models import WeightsUnavailableError
-
 from detector.scoring import MAP_SCORE_FLOOR as JSON_SCORE_FLOOR
 
 

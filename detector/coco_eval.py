@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -115,9 +116,9 @@ def _metrics(evaluator, backend: str) -> CocoMetrics:
     # A class with no GT has precision -1 at every recall: leave it out of the curves.
     has_gt = (precision > -1).any(axis=(0, 1))
     return CocoMetrics(
-        stats={name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)])},
-        per_class_ap={c: float(v) for c, v in zip(cat_ids, per_class)},
-        per_class_ap50={c: float(v) for c, v in zip(cat_ids, per_class_50)},
+        stats={name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats[: len(STAT_NAMES)], strict=False)},
+        per_class_ap={c: float(v) for c, v in zip(cat_ids, per_class, strict=False)},
+        per_class_ap50={c: float(v) for c, v in zip(cat_ids, per_class_50, strict=False)},
         recall=np.asarray(params.recThrs, dtype=np.float64),
         precision_50=np.asarray(_mean_defined(precision[at_50][:, has_gt], axis=1)),
         precision_mean=np.asarray(_mean_defined(precision[:, :, has_gt], axis=(0, 2))),
@@ -131,7 +132,7 @@ def number_accuracy(records: Sequence[ImageRecord], detections_by_id: Mapping[in
     if not records:
         raise ValueError("number_accuracy needs at least one record")
     dets = detections_for(records, detections_by_id)
-    right = sum(read_number(d, score_threshold).value == number_value(r.number) for r, d in zip(records, dets))
+    right = sum(read_number(d, score_threshold).value == number_value(r.number) for r, d in zip(records, dets, strict=False))
     return right / len(records)
 
 
@@ -165,7 +166,7 @@ def sweep_score_threshold(
     if not thresholds:
         raise ValueError("sweep_score_threshold needs at least one threshold")
     thresholds = sorted(float(t) for t in thresholds)
-    candidates = dict(zip((r.image_id for r in records), detections_for(records, candidates_by_id)))
+    candidates = dict(zip((r.image_id for r in records), detections_for(records, candidates_by_id), strict=False))
     kept = refilter_many(candidates, thresholds[0], nms_iou, class_agnostic, max_detections)
     gt = records_to_coco(list(records)) if with_map else None
     points = []

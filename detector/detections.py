@@ -19,14 +19,14 @@ class Detections:
     labels: torch.Tensor
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(torch.zeros((0, 4)), torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64))
 
     def __len__(self) -> int:
         return int(self.scores.numel())
 
-    def select(self, index: torch.Tensor) -> "Detections":
+    def select(self, index: torch.Tensor) -> Detections:
         return Detections(self.boxes[index], self.scores[index], self.labels[index])
 
-    def to(self, device: str | torch.device) -> "Detections":
+    def to(self, device: str | torch.device) -> Detections:
         return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -129,7 +130,7 @@ def records_to_coco(records: list[ImageRecord]) -> dict[str, Any]:
     next_id = 1
     for r in records:
         images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
-        for box, cid in zip(xyxy_to_xywh(r.boxes).tolist(), r.category_ids.tolist()):
+        for box, cid in zip(xyxy_to_xywh(r.boxes).tolist(), r.category_ids.tolist(), strict=False):
             annotations.append(
                 {"id": next_id, "image_id": r.image_id, "bbox": [round(v, 3) for v in box],
                  "category_id": int(cid), "area": float(box[2] * box[3]), "iscrowd": 0}
@@ -272,7 +273,8 @@ def load_split(data_dir: str | Path, split: str, *, strict: bool = False, requir
         raise ValueError(f"split must be one of {SPLITS_WITH_LABELS} (test has no labels: use list_images)")
     root = Path(data_dir)
     if not root.is_dir():
-        raise AnnotationError(f"{root}: data folder not found (expected DATA/{{train,valid,test}}/ and DATA/train.json, DATA/valid.json)")
+        raise AnnotationError(f"{root}: data folder not found "
+                              "(expected DATA/{train,valid,test}/ and DATA/train.json, DATA/valid.json)")
     ann_path = root / f"{split}.json"
     records, report = parse_coco(read_json(ann_path), str(ann_path), root / split, strict=strict,
                                  require_files=require_files)

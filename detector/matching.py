@@ -14,8 +14,8 @@ A GT not taken by a 'correct' prediction is 'missed' (even when a wrong-class bo
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ class ImageMatch:
     def severity(self) -> float:
         """'How wrong' for sorting a failure gallery; 0 for a perfect image. Weights: module constants."""
         scores = self.pred.scores.tolist()
-        boxes = sum(KIND_WEIGHTS[kind] * score for kind, score in zip(self.kinds, scores))
+        boxes = sum(KIND_WEIGHTS[kind] * score for kind, score in zip(self.kinds, scores, strict=False))
         return NUMBER_WRONG_WEIGHT * (not self.number_correct) + MISSED_WEIGHT * len(self.missed) + boxes
 
     def summary(self) -> dict:
@@ -137,7 +137,7 @@ def detections_for(records: Sequence[ImageRecord], detections_by_id: Mapping[int
 
 def match_records(records: Sequence[ImageRecord], detections_by_id: Mapping[int, Detections]) -> list[ImageMatch]:
     return [match_image(dets, r.boxes, r.category_ids, image_id=r.image_id)
-            for r, dets in zip(records, detections_for(records, detections_by_id))]
+            for r, dets in zip(records, detections_for(records, detections_by_id), strict=False)]
 
 
 def confusion_matrix(matches: Iterable[ImageMatch]) -> np.ndarray:
@@ -205,7 +205,7 @@ def find_annotation_suspects(
         boxes, scores, labels = m.pred.boxes.numpy(), m.pred.scores.numpy(), m.pred.labels.numpy()
         confident = scores >= min_score
 
-        def suggest(kind: str, g: int, p: int, box: np.ndarray, label: int) -> None:
+        def suggest(kind: str, g: int, p: int, box: np.ndarray, label: int, m=m, scores=scores) -> None:
             found.append(AnnotationSuspect(m.image_id, kind, g, tuple(float(v) for v in box), int(label),
                                            float(scores[p])))
 
@@ -213,7 +213,7 @@ def find_annotation_suspects(
             if m.kinds[p] == "background":
                 suggest("missing_annotation", -1, p, boxes[p], labels[p])
         pred_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        for g, (gt_box, gt_label) in enumerate(zip(m.gt_boxes, m.gt_labels.tolist())):
+        for g, (gt_box, gt_label) in enumerate(zip(m.gt_boxes, m.gt_labels.tolist(), strict=False)):
             gt_area = (gt_box[2] - gt_box[0]) * (gt_box[3] - gt_box[1])
             column = m.ious[:, g]
             other = confident & (labels != gt_label) & (column >= MATCH_IOU)

@@ -16,19 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _mobilenet_extractor
-from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import MultiScaleRoIAlign, misc as misc_nn_ops
+from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import misc as misc_nn_ops
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detector.categories import NUM_CLASSES
 from detector.fileio import TensorFileError, nonfinite_tensors, read_tensor_file, tensor_file_kind
@@ -84,7 +86,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "ModelConfig":
+    def from_dict(cls, data: Any) -> ModelConfig:
         """A config from untrusted JSON (a checkpoint's header): every type and size is checked before use."""
         if not isinstance(data, dict):
             raise ValueError(f"model config should be a JSON object, got {type(data).__name__}")
@@ -107,7 +109,7 @@ class ModelConfig:
         config.validate()
         return config
 
-    def replace(self, **changes: Any) -> "ModelConfig":
+    def replace(self, **changes: Any) -> ModelConfig:
         config = dataclasses.replace(self, **changes)
         config.validate()
         return config
@@ -354,8 +356,14 @@ def _norm_layer(norm: str) -> type[nn.Module]:
 
 
 def _build_backbone(config: ModelConfig, weights: str) -> tuple[nn.Module, tuple[float, ...], tuple[float, ...]]:
-    from torchvision.models import mobilenet_v3_large, resnet18, resnet50
-    from torchvision.models import MobileNet_V3_Large_Weights, ResNet18_Weights, ResNet50_Weights
+    from torchvision.models import (
+        MobileNet_V3_Large_Weights,
+        ResNet18_Weights,
+        ResNet50_Weights,
+        mobilenet_v3_large,
+        resnet18,
+        resnet50,
+    )
 
     imagenet = weights == "imagenet"
     norm = resolve_norm(config, weights)
@@ -475,6 +483,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = [
-    "ModelConfig", "PRESETS", "get_preset", "build_model", "finalize_config", "resolve_norm", "norm_from_keys", "WeightsUnavailableError", "load_state_dict_file",
+    "ModelConfig", "PRESETS", "get_preset", "build_model", "finalize_config", "resolve_norm", "norm_from_keys",
+    "WeightsUnavailableError", "load_state_dict_file",
     "count_parameters",
 ]

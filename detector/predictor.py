@@ -7,9 +7,9 @@ boxes in original-image pixels. Score and NMS thresholds are then applied to the
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -55,7 +55,7 @@ class Predictor:
         self.model.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | None = "auto", **kwargs: float) -> "Predictor":
+    def from_checkpoint(cls, path: str | Path, device: str | None = "auto", **kwargs: float) -> Predictor:
         dev = resolve_device(device)
         loaded = load_checkpoint(path, device=dev)
         return cls(model=loaded.model, meta=loaded.meta, device=dev, **kwargs)
@@ -94,7 +94,7 @@ class Predictor:
                     slots[i] = ImageLoadError(f"{label}: could not be read ({type(err).__name__}: {str(err)[:200]})")
                     continue
                 ready.append((i, label, image_to_tensor(image).to(self.device)))
-            for (i, _, _), result in zip(ready, self._run([(label, t) for _, label, t in ready])):
+            for (i, _, _), result in zip(ready, self._run([(label, t) for _, label, t in ready]), strict=False):
                 slots[i] = result
             assert all(slot is not None for slot in slots)
             out.extend(slots)  # type: ignore[arg-type]  # every slot is filled
@@ -109,7 +109,7 @@ class Predictor:
             by_size.setdefault(tuple(tensor.shape), []).append(i)
         out: list[Detections | ImageLoadError | None] = [None] * len(batch)
         for indices in by_size.values():
-            for i, result in zip(indices, self._run_same_size([batch[i] for i in indices])):
+            for i, result in zip(indices, self._run_same_size([batch[i] for i in indices]), strict=False):
                 out[i] = result
         return out  # type: ignore[return-value]  # every slot is filled
 
@@ -146,7 +146,7 @@ class Predictor:
         bar = tqdm(total=total or len(items), disable=not progress, unit="img", desc="predict")
         for start in range(0, len(items), batch_size):
             chunk = items[start:start + batch_size]
-            for (image_id, _), result in zip(chunk, self.candidates_or_errors([p for _, p in chunk], batch_size)):
+            for (image_id, _), result in zip(chunk, self.candidates_or_errors([p for _, p in chunk], batch_size), strict=False):
                 yield image_id, result
             bar.update(len(chunk))
         bar.close()

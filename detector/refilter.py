@@ -15,7 +15,7 @@ score cut (as `read_number` does). The threshold sweep relies on that.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torchvision.ops import batched_nms, nms

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from detector.boxes import xyxy_to_xywh
 from detector.categories import is_category_id
@@ -36,7 +37,7 @@ def detections_to_coco_results(dets_by_id: Mapping[int, Detections]) -> list[dic
         dets = dets_by_id[image_id].to("cpu")
         order = dets.scores.argsort(descending=True, stable=True)
         boxes = xyxy_to_xywh(dets.boxes[order].double()).tolist()
-        for box, score, label in zip(boxes, dets.scores[order].tolist(), dets.labels[order].tolist()):
+        for box, score, label in zip(boxes, dets.scores[order].tolist(), dets.labels[order].tolist(), strict=False):
             if not is_category_id(label):
                 raise PredictionFileError(f"image {image_id}: label {label} is not a category id 1..10")
             results.append({"image_id": int(image_id), "bbox": [round(v, BBOX_DECIMALS) for v in box],
@@ -97,7 +98,8 @@ def validate_pred_json(path_or_list: str | Path | list, image_ids: Iterable[int]
         if known is not None and r["image_id"] not in known:
             raise PredictionFileError(f"{where}.image_id {r['image_id']} is not one of the {len(known)} known images")
         if not is_category_id(r["category_id"]):
-            raise PredictionFileError(f"{where}.category_id should be an integer in 1..10 (1 is digit 0), got {r['category_id']!r}")
+            raise PredictionFileError(
+                f"{where}.category_id should be an integer in 1..10 (1 is digit 0), got {r['category_id']!r}")
         bbox = r["bbox"]
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(is_number(v) for v in bbox)):
             raise PredictionFileError(f"{where}.bbox should be 4 finite numbers [x, y, w, h], got {bbox!r}")
@@ -120,7 +122,8 @@ def validate_pred_csv(path: str | Path, image_ids: Iterable[int] | None = None) 
 
 def _check_csv_rows(source: str, rows: list[list[str]], image_ids: Iterable[int] | None) -> dict[int, int]:
     if not rows or tuple(c.strip() for c in rows[0]) != CSV_HEADER:
-        raise PredictionFileError(f"{source}: first line should be the header {','.join(CSV_HEADER)}, got {rows[0] if rows else 'an empty file'}")
+        raise PredictionFileError(f"{source}: first line should be the header {','.join(CSV_HEADER)}, "
+                                  f"got {rows[0] if rows else 'an empty file'}")
     values: dict[int, int] = {}
     for line, row in enumerate(rows[1:], start=2):
         if not row:

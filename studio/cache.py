@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from detector.fileio import atomic_write
 from detector.detections import Detections
+from detector.fileio import atomic_write
 from detector.hw2 import ImageRecord
 from studio.paths import can_write_in, user_cache_dir
 
@@ -101,7 +101,8 @@ def load_candidates(path: Path) -> dict[int, Detections] | None:
         _touch(path)
         counts = t["counts"].tolist()
         boxes, scores, labels = (torch.split(t[k], counts) for k in ("boxes", "scores", "labels"))
-        return {int(i): Detections(b, s, l) for i, b, s, l in zip(t["image_ids"].tolist(), boxes, scores, labels)}
+        ids = t["image_ids"].tolist()
+        return {int(i): Detections(b, s, lab) for i, b, s, lab in zip(ids, boxes, scores, labels, strict=False)}
     except (SafetensorError, OSError, KeyError, RuntimeError, ValueError):
         return None
 

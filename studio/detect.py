@@ -8,9 +8,9 @@ bounds and only their drawn, display-size copy is kept, so a request's memory do
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -59,7 +59,7 @@ class DetectOutcome:
         rows = []
         for r in self.results:
             used = {tuple(b) for b in r.reading.digits.boxes.tolist()}
-            for box, score, label in zip(r.final.boxes.tolist(), r.final.scores.tolist(), r.final.labels.tolist()):
+            for box, score, label in zip(r.final.boxes.tolist(), r.final.scores.tolist(), r.final.labels.tolist(), strict=False):
                 rows.append([r.name, r.image_id, category_to_digit(label), round(score, 3),
                              *(round(v, 1) for v in box), "yes" if tuple(box) in used else ""])
         return rows
@@ -121,7 +121,7 @@ def run_detect(studio: Studio, paths: Sequence[str | Path], thresholds: Threshol
         if upload.downscaled:
             outcome.notes.append(upload.note())
             downscaled += 1
-    for result, image_id in zip(outcome.results, image_ids_for([r.name for r in outcome.results])):
+    for result, image_id in zip(outcome.results, image_ids_for([r.name for r in outcome.results]), strict=False):
         result.image_id = image_id
     if hint := thresholds.nms_hint():
         outcome.notes.append(hint)

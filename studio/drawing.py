@@ -11,9 +11,9 @@ else below, else inside it), so neighbouring digits' labels alternate instead of
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -136,7 +136,7 @@ def draw_boxes(
     base = max(2, round(min(out.size) / 120))
     font = _font(max(11, round(min(out.size) / 14)))
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * scale
-    for i, (box, colour) in enumerate(zip(boxes, colours)):  # every box first: no box is drawn over a label
+    for i, (box, colour) in enumerate(zip(boxes, colours, strict=False)):  # every box first: no box is drawn over a label
         width = (widths[i] if widths is not None else 1) * base
         x1, y1, x2, y2 = (float(v) for v in box)
         if dashed is not None and dashed[i]:
@@ -144,7 +144,7 @@ def draw_boxes(
         else:
             _outlined_rectangle(draw, (x1, y1, x2, y2), colour, width)
     placed: list[Rect] = []
-    for box, colour, text in sorted(zip(boxes.tolist(), colours, texts), key=lambda t: (t[0][0], t[0][1])):
+    for box, colour, text in sorted(zip(boxes.tolist(), colours, texts, strict=False), key=lambda t: (t[0][0], t[0][1])):
         if not text:
             continue
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
@@ -166,8 +166,8 @@ def draw_detections(image: Image.Image, final: Detections, number_digits: Detect
     bold = [used is None or tuple(b) in used for b in final.boxes.tolist()]
     return draw_boxes(
         image, boxes,
-        colours=[DIGIT_COLOURS[_digit(l)] for l in final.labels.tolist()],
-        texts=[f"{_digit(l)} {s:.2f}" for l, s in zip(final.labels.tolist(), final.scores.tolist())],
+        colours=[DIGIT_COLOURS[_digit(lab)] for lab in final.labels.tolist()],
+        texts=[f"{_digit(lab)} {s:.2f}" for lab, s in zip(final.labels.tolist(), final.scores.tolist(), strict=False)],
         widths=[2 if b else 1 for b in bold], dashed=[not b for b in bold],
     )
 
@@ -178,8 +178,8 @@ def draw_prediction_side(image: Image.Image, match: ImageMatch, scale: float | N
     return draw_boxes(
         image, pred.boxes.numpy(),
         colours=[KIND_COLOURS[k] for k in match.kinds],
-        texts=[f"{_digit(l)} {s:.2f}" + (f" {KIND_SHORT[k]}" if KIND_SHORT[k] else "")
-               for l, s, k in zip(pred.labels.tolist(), pred.scores.tolist(), match.kinds)],
+        texts=[f"{_digit(lab)} {s:.2f}" + (f" {KIND_SHORT[k]}" if KIND_SHORT[k] else "")
+               for lab, s, k in zip(pred.labels.tolist(), pred.scores.tolist(), match.kinds, strict=False)],
         widths=[2 if k == "correct" else 1 for k in match.kinds],
         dashed=[k == "duplicate" for k in match.kinds], scale=scale,
     )
@@ -192,7 +192,7 @@ def draw_ground_truth_side(image: Image.Image, match: ImageMatch, scale: float |
     return draw_boxes(
         image, match.gt_boxes,
         colours=[KIND_COLOURS[MISSED] if g in missed else KIND_COLOURS["ground_truth"] for g in range(n)],
-        texts=[f"{_digit(l)}" + (" missed" if g in missed else "") for g, l in enumerate(match.gt_labels.tolist())],
+        texts=[f"{_digit(lab)}" + (" missed" if g in missed else "") for g, lab in enumerate(match.gt_labels.tolist())],
         widths=[2 if g in missed else 1 for g in range(n)],
         dashed=[g in missed for g in range(n)], scale=scale,
     )
@@ -205,7 +205,7 @@ def draw_match_overlay(image: Image.Image, match: ImageMatch, scale: float | Non
     return draw_boxes(
         image, boxes,
         colours=[KIND_COLOURS[k] for k in match.kinds] + [KIND_COLOURS[MISSED]] * len(missed),
-        texts=[f"{_digit(l)}" for l in pred.labels.tolist()] + [f"{_digit(match.gt_labels[g])}" for g in missed],
+        texts=[f"{_digit(lab)}" for lab in pred.labels.tolist()] + [f"{_digit(match.gt_labels[g])}" for g in missed],
         widths=[2 if k == "correct" else 1 for k in match.kinds] + [2] * len(missed),
         dashed=[k == "duplicate" for k in match.kinds] + [True] * len(missed), scale=scale,
     )

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -155,7 +155,7 @@ def build_report(
                          f"{next(iter(unreadable.values()))}")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    candidates = {r.image_id: d for r, d in zip(records, detections_for(records, candidates_by_id))}
+    candidates = {r.image_id: d for r, d in zip(records, detections_for(records, candidates_by_id), strict=False)}
     kept = refilter_many(candidates, min(thresholds.score, MAP_SCORE_FLOOR), thresholds.nms_iou,
                          thresholds.class_agnostic)  # greedy NMS: the boxes above any higher cut are the same
     t1 = time.perf_counter()

@@ -7,6 +7,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ASSETS = REPO_ROOT / "assets"
 from detector.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402,F401  (one place defines it)
+
 DEFAULT_DATA = ASSETS  # the shipped validation set: assets/valid.json + assets/valid/
 SAMPLES_DIR = ASSETS / "samples"
 APP_NAME = "hw2-digit-studio"

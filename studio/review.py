@@ -18,18 +18,19 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from detector.boxes import xyxy_to_xywh
 from detector.categories import category_to_digit, coco_categories, is_category_id
+from detector.detections import Detections
 from detector.fileio import atomic_write
 from detector.hw2 import ImageRecord
-from detector.detections import Detections
 from detector.matching import AnnotationSuspect, find_annotation_suspects, match_records
 from detector.refilter import refilter_many
 from studio.paths import user_data_dir
@@ -130,7 +131,7 @@ class Decision:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Decision":
+    def from_dict(cls, data: Any) -> Decision:
         """A checked decision, or ReviewError saying what is wrong with the record."""
         if not isinstance(data, dict):
             raise ReviewError(f"expected a JSON object, got {type(data).__name__}")
@@ -226,7 +227,7 @@ class ReviewStore:
                 f"(e.g. {reasons[0]}); fix or delete those lines to use them.")
 
     @classmethod
-    def beside(cls, annotation_file: Path) -> "ReviewStore":
+    def beside(cls, annotation_file: Path) -> ReviewStore:
         """DATA/valid.json -> DATA/valid.review.jsonl, or the user data dir when DATA cannot be written."""
         annotation_file = Path(annotation_file)
         preferred = annotation_file.with_name(annotation_file.stem + REVIEW_SUFFIX)
@@ -347,7 +348,7 @@ class ReviewStore:
         images, annotations = [], []
         for r in records:
             images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
-            for g, (box, cid) in enumerate(zip(boxes[r.image_id], labels[r.image_id])):
+            for g, (box, cid) in enumerate(zip(boxes[r.image_id], labels[r.image_id], strict=False)):
                 if g in deleted[r.image_id]:
                     continue
                 x, y, w, h = xyxy_to_xywh(np.asarray([box], dtype=np.float32))[0].tolist()

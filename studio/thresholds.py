@@ -6,8 +6,9 @@ so a doubtful extra box can be shown without spoiling the number.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from detector.checkpoint import DEFAULT_THRESHOLDS
 from detector.detections import Detections
@@ -25,12 +26,12 @@ class Thresholds:
     class_agnostic: bool = bool(DEFAULT_THRESHOLDS["class_agnostic"])
 
     @classmethod
-    def from_meta(cls, thresholds: Mapping[str, Any]) -> "Thresholds":
+    def from_meta(cls, thresholds: Mapping[str, Any]) -> Thresholds:
         merged = {**DEFAULT_THRESHOLDS, **thresholds}
         return cls.of(merged["score"], merged["nms_iou"], merged["number_score"], merged["class_agnostic"])
 
     @classmethod
-    def of(cls, score: Any, nms_iou: Any, number_score: Any, class_agnostic: Any) -> "Thresholds":
+    def of(cls, score: Any, nms_iou: Any, number_score: Any, class_agnostic: Any) -> Thresholds:
         """From UI values (which may arrive as None or strings from an API client), clamped to [0, 1]."""
         def unit(value: Any, default: float) -> float:
             try:

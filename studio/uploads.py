@@ -13,9 +13,9 @@ import ctypes
 import ctypes.util
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from PIL import Image

@@ -349,7 +349,7 @@ def test_uploaded_samples_give_the_candidates_of_the_python_api(shipped_app) -> 
         rows = _rows(table)
         assert [row[2:8] for row in rows] == [
             [int(label) - 1, round(float(score), 3), *(round(float(v), 1) for v in box)]
-            for box, score, label in zip(api.boxes, api.scores, api.labels)], sample.name
+            for box, score, label in zip(api.boxes, api.scores, api.labels, strict=False)], sample.name
         assert f'data-number="{th.number(api).text}"' in html, sample.name
 
 

@@ -9,7 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from detector.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint, update_meta
+from detector.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    load_checkpoint,
+    read_meta,
+    save_checkpoint,
+    update_meta,
+)
 from detector.models import PRESETS, WeightsUnavailableError, build_model, get_preset
 from detector.predictor import Predictor
 
@@ -60,7 +67,7 @@ def test_checkpoint_round_trip_preserves_weights_and_metadata(tiny_checkpoint: P
     copy = tmp_path / "copy.safetensors"
     save_checkpoint(copy, loaded.model.state_dict(), meta)
     again = load_checkpoint(copy)
-    for (k, a), (_, b) in zip(loaded.model.state_dict().items(), again.model.state_dict().items()):
+    for (k, a), (_, b) in zip(loaded.model.state_dict().items(), again.model.state_dict().items(), strict=False):
         assert torch.equal(a, b), k
     update_meta(copy, thresholds={"number_score": 0.42}, metrics={"AP": 0.5})
     assert read_meta(copy).thresholds["number_score"] == 0.42 and read_meta(copy).thresholds["nms_iou"] == 0.5
@@ -123,7 +130,7 @@ def test_predictor_keeps_raw_candidates_in_original_pixels(tiny_checkpoint: Path
     images = [Image.new("RGB", (104, 47), (200, 200, 200)), Image.new("L", (300, 90), 30)]
     candidates = predictor.candidates(images)
     assert len(candidates) == 2
-    for det, image in zip(candidates, images):
+    for det, image in zip(candidates, images, strict=False):
         assert det.boxes.shape[1] == 4 and det.labels.dtype == torch.int64
         assert bool((det.scores >= predictor.score_floor).all())
         assert bool((det.boxes[:, 2] <= image.width + 1e-3).all() and (det.boxes[:, 3] <= image.height + 1e-3).all())
@@ -151,7 +158,7 @@ def test_pretrained_light_model_round_trips_through_a_checkpoint(tmp_path: Path)
     model = build_model(config, weights="imagenet")
     path = save_checkpoint(tmp_path / "e.safetensors", model.state_dict(), CheckpointMeta(config=config))
     loaded = load_checkpoint(path).model
-    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=False):
         assert torch.equal(a, b), k
     legacy = save_checkpoint(tmp_path / "legacy.safetensors", model.state_dict(),
                              CheckpointMeta(config=config.replace(norm="auto")))  # written before `norm` existed

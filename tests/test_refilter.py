@@ -30,7 +30,7 @@ def greedy_nms_reference(d: Detections, iou_threshold: float, class_agnostic: bo
 
 
 def as_rows(d: Detections) -> list[tuple]:
-    return [tuple(b) + (s, l) for b, s, l in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist())]
+    return [tuple(b) + (s, lab) for b, s, lab in zip(d.boxes.tolist(), d.scores.tolist(), d.labels.tolist(), strict=False)]
 
 
 @pytest.mark.parametrize("class_agnostic", [False, True])

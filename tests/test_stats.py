@@ -18,7 +18,14 @@ from torchvision.ops import box_iou
 
 from detector.hw2 import ImageRecord, load_split
 from training.stats import (
-    anchor_recall, best_anchor_iou, fit_anchors, input_scale, main, parse_anchor_sizes, refine_anchors, scale_boxes,
+    anchor_recall,
+    best_anchor_iou,
+    fit_anchors,
+    input_scale,
+    main,
+    parse_anchor_sizes,
+    refine_anchors,
+    scale_boxes,
 )
 
 STRIDES = (4, 8, 16, 32, 64)
@@ -65,10 +72,10 @@ def test_matches_brute_force_over_torchvisions_full_anchor_grid(one_thread):
     # x >= 159 lies past the last grid column and must still be matched to it
     edge = [record(100, 160, 64, [[158, 2, 160, 60], [150, 0, 160, 64]])]
     configs = [((4,), (8,), (12,), (24,), (48,)), ((10,), (20,), (30, 45), (60,), (90,))]
-    for records, min_size, max_size in ((records, 96, 200), (records, 50, 130), (edge, 64, 160)):
+    for case, min_size, max_size in ((records, 96, 200), (records, 50, 130), (edge, 64, 160)):
         transform = GeneralizedRCNNTransform(min_size, max_size, [0.0] * 3, [1.0] * 3)
         expected = {i: [] for i in range(len(configs))}
-        for r in records:
+        for r in case:
             image = torch.zeros(3, r.height, r.width)
             target = {"boxes": torch.from_numpy(r.boxes), "labels": torch.ones(len(r.boxes))}
             images, targets = transform([image], [target])
@@ -78,7 +85,7 @@ def test_matches_brute_force_over_torchvisions_full_anchor_grid(one_thread):
                 generator = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * 5)
                 anchors = generator(ImageList(images.tensors, images.image_sizes), features)[0]
                 expected[i].append(box_iou(targets[0]["boxes"], anchors).max(dim=1).values)
-        boxes, hw = scale_boxes(records, min_size, max_size)
+        boxes, hw = scale_boxes(case, min_size, max_size)
         for i, sizes in enumerate(configs):
             best, level = best_anchor_iou(boxes, hw, sizes, (0.5, 1.0, 2.0), STRIDES)
             torch.testing.assert_close(best, torch.cat(expected[i]), atol=2e-4, rtol=0)
@@ -108,7 +115,7 @@ def test_box_past_the_last_grid_column():
 
 def test_input_scale_follows_torchvision():
     h, w = input_scale(np.array([104, 30, 876]), np.array([47, 300, 501]), 800, 1333)
-    for width, height, new_h, new_w in zip((104, 30, 876), (47, 300, 501), h, w):
+    for width, height, new_h, new_w in zip((104, 30, 876), (47, 300, 501), h, w, strict=False):
         image, _ = GeneralizedRCNNTransform(800, 1333, [0.0] * 3, [1.0] * 3).resize(torch.zeros(3, height, width), None)
         assert tuple(image.shape[-2:]) == (new_h, new_w)
 
@@ -153,7 +160,7 @@ def write_hw2(root: Path, records: list[ImageRecord]) -> None:
     for r in records:
         Image.new("RGB", (r.width, r.height), (120, 90, 60)).save(root / "train" / r.file_name)
         images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
-        for box, cid in zip(r.boxes.tolist(), r.category_ids.tolist()):
+        for box, cid in zip(r.boxes.tolist(), r.category_ids.tolist(), strict=False):
             annotations.append({"id": len(annotations) + 1, "image_id": r.image_id, "category_id": cid,
                                 "bbox": [box[0], box[1], box[2] - box[0], box[3] - box[1]]})
     (root / "train.json").write_text(json.dumps({"images": images, "annotations": annotations}))

@@ -268,7 +268,7 @@ def test_detect_reports_each_bad_upload_and_still_handles_the_good_ones(tiny_che
     rgb = np.asarray(Image.open(good).convert("RGB"))
     Image.fromarray(rgb).convert("L").save(tmp_path / "gray.png")
     Image.fromarray(rgb).convert("RGBA").save(tmp_path / "alpha.png")
-    Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)).save(tmp_path / "deep.png")  # 16-bit grayscale
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit grayscale
     paths = [tmp_path / n for n in ("notes.txt", "cut.png", "huge.png", "gray.png", "alpha.png", "deep.png")]
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
 
@@ -331,6 +331,6 @@ def test_drawing_scales_small_images_up_and_colours_by_kind() -> None:
 
     match = match_image(_dets([[60, 5, 80, 45]], [2], [0.8]), np.array([[10, 10, 30, 40]]), np.array([4]))
     overlay = draw_match_overlay(image, match, scale=4.0)
-    hex_of = lambda px: "#%02x%02x%02x" % px  # noqa: E731
+    hex_of = lambda px: "#{:02x}{:02x}{:02x}".format(*px)  # noqa: E731
     assert hex_of(overlay.getpixel((240, 100))) == KIND_COLOURS["background"]  # the FP's left edge
     assert hex_of(overlay.getpixel((40, 100))) == KIND_COLOURS[MISSED]  # the missed digit's left edge

@@ -67,7 +67,7 @@ def test_reads_inline_and_referenced_fields(svhn):
     mat, _ = svhn
     entries = read_digit_struct(mat)
     assert [e.name for e in entries] == [name for name, _, _ in ENTRIES]
-    for entry, (_, _, digits) in zip(entries, ENTRIES):
+    for entry, (_, _, digits) in zip(entries, ENTRIES, strict=False):
         np.testing.assert_allclose(entry.boxes_xywh, [d[:4] for d in digits])
         assert entry.digits.tolist() == [d[4] % 10 for d in digits]
 
@@ -82,7 +82,7 @@ def test_test_split_takes_everything_and_loads_clean(svhn, tmp_path):
     split = load_annotation_file(out / "test.json", out / "test")
     assert split.report.warnings == []
     assert [r.number for r in split.records] == ["19", "0", "205", "7", "34"]
-    for record, (_, (w, h), digits) in zip(split.records, ENTRIES):
+    for record, (_, (w, h), digits) in zip(split.records, ENTRIES, strict=False):
         assert (record.width, record.height) == (w, h)
         with Image.open(record.path) as image:
             assert image.format == "PNG" and image.size == (w, h)

@@ -13,9 +13,9 @@ import pytest
 from detector.categories import coco_categories
 from detector.hw2 import list_images, load_split
 from training.synth import generate_dataset, render_sample, render_twin
+from training.synth.camera import Scene, measure_ink_box
 from training.synth.fonts import DIGITS, all_typefaces, glyph
 from training.synth.geometry import GEOMETRY_FILE, QUANTILE_LEVELS, fit_geometry, load_geometry
-from training.synth.camera import Scene, measure_ink_box
 from training.synth.render import place_glyph
 from training.synth.styles import FAMILIES, TYPEFACE_GROUP_WEIGHTS, family_options, share_of, typefaces
 
@@ -115,7 +115,7 @@ def test_layouts_twin_reproduces_sizes_boxes_and_classes(tmp_path: Path) -> None
                             workers=1)
     out = json.loads((data / "train.json").read_text())
     assert [(i["width"], i["height"]) for i in out["images"]] == [(i["width"], i["height"]) for i in given["images"]]
-    new_id = {g["id"]: o["id"] for g, o in zip(given["images"], out["images"])}
+    new_id = {g["id"]: o["id"] for g, o in zip(given["images"], out["images"], strict=False)}
     got = sorted((a["image_id"], a["category_id"], *a["bbox"]) for a in out["annotations"])
     want = sorted((new_id[a["image_id"]], a["category_id"], *a["bbox"]) for a in given["annotations"])
     assert [g[:2] for g in got] == [w[:2] for w in want]
@@ -207,7 +207,7 @@ def test_sample_boxes_are_inside_and_ordered_like_the_number() -> None:
         h, w = image.shape[:2]
         assert (boxes[:, :2] >= 0).all() and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all()
         assert ((boxes[:, 2:] - boxes[:, :2]) >= 1).all()
-        number = [c for c, _ in zip(cats, boxes)][:len(meta["number"])]
+        number = [c for c, _ in zip(cats, boxes, strict=False)][:len(meta["number"])]
         if not meta["unlabelled_digits"]:
             assert "".join(str(c - 1) for c in number) == meta["number"]
 

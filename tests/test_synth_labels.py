@@ -10,8 +10,16 @@ import pytest
 from training.synth.camera import Scene
 from training.synth.clutter import CLUTTER
 from training.synth.geometry import load_geometry
-from training.synth.render import (VISIBLE_INK_MIN, BoxConvention, PlacedGlyph, _ink_inside, _labels, _widen,
-                                   render_sample, render_twin)
+from training.synth.render import (
+    VISIBLE_INK_MIN,
+    BoxConvention,
+    PlacedGlyph,
+    _ink_inside,
+    _labels,
+    _widen,
+    render_sample,
+    render_twin,
+)
 from training.synth.writer import generate_dataset, is_negative
 
 
@@ -59,7 +67,7 @@ def test_rendered_boxes_are_wider_than_the_ink_and_ones_are_narrow() -> None:
     aspects: dict[bool, list[float]] = {True: [], False: []}
     for seed in range(150):
         _, boxes, cats, _ = render_sample(np.random.default_rng(seed), "train", geo)
-        for (x0, y0, x1, y1), c in zip(boxes.tolist(), cats.tolist()):
+        for (x0, y0, x1, y1), c in zip(boxes.tolist(), cats.tolist(), strict=False):
             aspects[c == 2].append((x1 - x0) / (y1 - y0))
     ones, others = np.median(aspects[True]), np.median(aspects[False])
     # the real figures: '1' boxes 0.37 as wide as tall, other digits 0.51 (svhn_geometry.json)

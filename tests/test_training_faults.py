@@ -195,7 +195,7 @@ def test_disk_full_is_recognised_however_the_writer_reports_it():
         try:
             raise full
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")  # noqa: B904 (context, as torch does)
     except RuntimeError as err:
         assert is_disk_full(err)
     # safetensors reports it in its message only (what save_file raised on a real full tmpfs)

@@ -11,8 +11,16 @@ import numpy as np
 import pytest
 
 from training.synth import render_sample
-from training.synth.fonts import (DISTRACTOR_LETTERS, HERSHEY_FACES, MANIFEST, TYPEFACE_DIR, all_typefaces,
-                                  draws_digits, font_search_paths, manifest)
+from training.synth.fonts import (
+    DISTRACTOR_LETTERS,
+    HERSHEY_FACES,
+    MANIFEST,
+    TYPEFACE_DIR,
+    all_typefaces,
+    draws_digits,
+    font_search_paths,
+    manifest,
+)
 from training.synth.styles import TYPEFACE_GROUP_WEIGHTS, heldout_families, typeface_share, typefaces
 from training.synth.vendor_typefaces import ALLOWED_LICENCES, CATEGORIES, CHARS, DEFAULT_LIST, read_list
 

@@ -15,7 +15,7 @@ import logging
 import os
 import shlex
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from detector.hw2 import AnnotationError
 from detector.models import PRESETS, WeightsUnavailableError

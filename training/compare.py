@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from training.plots import plt, read_metrics, save_figure, stat_value
 
@@ -40,8 +41,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     cells = [[f"{row.get(c, ''):.4f}" if isinstance(row.get(c), float) else str(row.get(c, "")) for c in columns]
              for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=False))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) for r in cells]
     return "\n".join(lines)
 
 
@@ -55,7 +56,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> str:
         records = read_metrics(run)
         epochs = [r["epoch"] for r in records]
         label = run_label(run)
-        for ax, (key, title) in zip(axes.flat, panels):
+        for ax, (key, title) in zip(axes.flat, panels, strict=False):
             values = [r.get(key, math.nan) for r in records] if key == "loss" else [stat_value(r, "valid", key) for r in records]
             ax.plot(epochs, values, marker="o", ms=3, label=label)
             ax.set(xlabel="epoch", title=title)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,7 +152,7 @@ class EpochSampler(Sampler):
 
 
 def collate_train(batch: list) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], list[BadImage]]:
-    images, targets, bad = zip(*batch)
+    images, targets, bad = zip(*batch, strict=False)
     return list(images), list(targets), [b for items in bad for b in items]
 
 

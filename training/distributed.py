@@ -67,7 +67,7 @@ def sum_floats(info: DistInfo, values: dict[str, float], device: torch.device) -
     keys = sorted(values)
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(tensor)
-    return dict(zip(keys, tensor.tolist()))
+    return dict(zip(keys, tensor.tolist(), strict=False))
 
 
 def gather_to_main(info: DistInfo, obj: Any) -> list[Any] | None:

@@ -20,7 +20,6 @@ from detector.fileio import nonfinite_tensors
 from training.data import BadImageLog
 from training.distributed import DistInfo, any_flags
 
-
 # Faster R-CNN's summed losses are O(1) (a fresh head starts near 4); a loss this high means the weights have
 # already diverged, and the next step typically turns them NaN, so it stops the run like a NaN does
 EXPLODED_LOSS = 1e4
@@ -58,7 +57,7 @@ class StopRequest:
         self.requested = True
         signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))  # the next one is not gentle
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -93,7 +92,7 @@ class EpochMeter:
         return {"sums": dict(self.sums), "steps": self.steps, "images": self.images, "seconds": self.seconds}
 
     @classmethod
-    def from_state(cls, state: dict[str, Any]) -> "EpochMeter":
+    def from_state(cls, state: dict[str, Any]) -> EpochMeter:
         return cls(dict(state["sums"]), int(state["steps"]), int(state["images"]), float(state["seconds"]))
 
 
@@ -138,7 +137,7 @@ def train_one_epoch(
             bad_images.report(bad)
             if meter.steps < warmup:
                 factor = warmup_factor(meter.steps, warmup)
-                for group, lr in zip(optimizer.param_groups, scheduled):
+                for group, lr in zip(optimizer.param_groups, scheduled, strict=False):
                     group["lr"] = lr * factor
             images = [image.to(device, non_blocking=True) for image in images]
             targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
@@ -175,6 +174,6 @@ def train_one_epoch(
     finally:
         meter.seconds += time.perf_counter() - started
         bar.close()
-        for group, lr in zip(optimizer.param_groups, scheduled):
+        for group, lr in zip(optimizer.param_groups, scheduled, strict=False):
             group["lr"] = lr  # the scheduler's recursive formula needs its own value back
     return completed

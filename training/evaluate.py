@@ -11,8 +11,9 @@ After training, `sweep_score_threshold` picks the number threshold stored in the
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,7 +29,6 @@ from detector.refilter import above_score, refilter_many
 from training.config import TrainConfig
 from training.data import BadImage, BadImageLog
 from training.distributed import DistInfo, gather_to_main
-
 
 
 @dataclass
@@ -65,7 +65,7 @@ def collect_candidates(model: torch.nn.Module, model_config: ModelConfig, loader
             continue
         with autocast:
             found = predictor.candidates([array for _, array in good], batch_size=len(good))
-        for (image_id, _), det in zip(good, found):
+        for (image_id, _), det in zip(good, found, strict=False):
             local[image_id] = _finite(det)
     gathered = gather_to_main(info, local)
     if gathered is None:

@@ -19,8 +19,8 @@ unchanged, so checkpoints load into plain models.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -111,7 +111,7 @@ class CustomLossRoIHeads(RoIHeads):
     box_loss: BoxHeadLoss
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
-                targets: Optional[list[dict[str, Tensor]]] = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+                targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         if not self.training:
             return super().forward(features, proposals, image_shapes, targets)
         proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)

@@ -21,9 +21,10 @@ import argparse
 import gzip
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -127,7 +128,7 @@ def best_anchor_iou(
     best_level = torch.full((len(boxes_t),), -1, dtype=torch.long)
     oy, ox = torch.meshgrid(_GRID_OFFSETS, _GRID_OFFSETS, indexing="ij")
     offsets = torch.stack([ox.reshape(-1), oy.reshape(-1)], dim=1)  # (4, 2) grid offsets (x, y)
-    for level, (cell, stride) in enumerate(zip(generator.cell_anchors, strides)):
+    for level, (cell, stride) in enumerate(zip(generator.cell_anchors, strides, strict=False)):
         feature = torch.div(padded + stride - 1, stride, rounding_mode="floor").flip(1)  # ceil(padded / stride), (w, h)
         step = torch.div(padded.flip(1), feature, rounding_mode="floor")  # (N, 2) x, y
         for group in torch.unique(step, dim=0):
@@ -367,7 +368,7 @@ def _quantiles(values: np.ndarray) -> dict[str, float]:
         return {}
     qs = np.quantile(values, [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0])
     keys = ("min", "p5", "p25", "median", "p75", "p95", "max")
-    return {k: round(float(v), 3) for k, v in zip(keys, qs)} | {"mean": round(float(values.mean()), 3)}
+    return {k: round(float(v), 3) for k, v in zip(keys, qs, strict=False)} | {"mean": round(float(values.mean()), 3)}
 
 
 def dataset_stats(records: Sequence[ImageRecord]) -> dict[str, Any]:
@@ -375,7 +376,7 @@ def dataset_stats(records: Sequence[ImageRecord]) -> dict[str, Any]:
     w = boxes[:, 2] - boxes[:, 0]
     h = boxes[:, 3] - boxes[:, 1]
     counts = np.array([len(r.boxes) for r in records], dtype=np.int64)
-    per_image = {str(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True))}
+    per_image = {str(k): int(v) for k, v in zip(*np.unique(counts, return_counts=True), strict=False)}
     return {
         "images": len(records),
         "boxes": int(len(boxes)),
@@ -413,14 +414,14 @@ def plot_stats(
         written.append(path)
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, values, label in zip(axes, (w, h), ("box width (px)", "box height (px)")):
+    for ax, values, label in zip(axes, (w, h), ("box width (px)", "box height (px)"), strict=False):
         ax.hist(values, bins=60)
         ax.set_xlabel(label)
         ax.set_ylabel("boxes")
     save(fig, "box_sizes.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, values, label in zip(axes, (w / h, h / w), ("w / h", "h / w (torchvision aspect ratio)")):
+    for ax, values, label in zip(axes, (w / h, h / w), ("w / h", "h / w (torchvision aspect ratio)"), strict=False):
         ax.hist(np.clip(values, 0, np.quantile(values, 0.995)), bins=60)
         ax.set_xlabel(label)
         ax.set_ylabel("boxes")
@@ -439,7 +440,7 @@ def plot_stats(
     axes[1].set_ylabel("images")
     save(fig, "images.png")
 
-    for entry, ious in zip(scales, best_ious):
+    for entry, ious in zip(scales, best_ious, strict=False):
         fig, ax = plt.subplots(figsize=(7, 3.8))
         for key, values in ious.items():
             ax.hist(values, bins=50, range=(0, 1), alpha=0.5, label=f"{key}: {_label(entry[key])}")
@@ -526,7 +527,7 @@ def _scale_pairs(min_text: str | None, max_text: str | None, default: tuple[int,
             maxs = maxs * len(mins)
         if len(maxs) != len(mins):
             raise ValueError(f"--max-size: give one value or one per --min-size ({len(mins)}), got {max_text!r}")
-    return list(zip(mins, maxs))
+    return list(zip(mins, maxs, strict=False))
 
 
 def _print_recall(tag: str, result: dict[str, Any]) -> None:
@@ -620,7 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry["proposal"], ious["proposal"] = recall_summary(
                 boxes, hw, fit.anchor_sizes, fit.aspect_ratios, strides, min_size, max_size)
             entry["proposal"]["fit"] = fit.to_dict()
-            print(f"  k-means centres (sqrt(wh), h/w): {list(zip(fit.centroid_sizes, fit.centroid_ratios))}; "
+            print(f"  k-means centres (sqrt(wh), h/w): {list(zip(fit.centroid_sizes, fit.centroid_ratios, strict=False))}; "
                   f"shape-only mean IoU {fit.shape_iou:.3f}")
             _print_recall("proposal", entry["proposal"])
             if args.refine:

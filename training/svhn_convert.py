@@ -21,9 +21,10 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -102,7 +103,7 @@ def iter_digit_struct(path: str | Path) -> Iterator[SvhnEntry]:
         bbox_refs = np.asarray(bboxes[()]).reshape(-1)
         if len(name_refs) != len(bbox_refs):
             raise DigitStructError(f"{path}: {len(name_refs)} names but {len(bbox_refs)} bbox entries")
-        for i, (name_ref, bbox_ref) in enumerate(zip(name_refs, bbox_refs)):
+        for i, (name_ref, bbox_ref) in enumerate(zip(name_refs, bbox_refs, strict=False)):
             where = f"{path}: entry {i + 1}"
             name = _string(h5, name_ref, f"{where} name")
             box_group = h5[bbox_ref]
@@ -247,7 +248,7 @@ def convert(
         report.dropped_boxes += int((~keep).sum())
         if (moved.any() or not keep.all()) and len(report.examples) < 3:
             report.examples.append(f"{entry.name} {entry.boxes_xywh[moved | ~keep][0].tolist()}")
-        for box, digit in zip(xyxy_to_xywh(clipped[keep]).tolist(), entry.digits[keep].tolist()):
+        for box, digit in zip(xyxy_to_xywh(clipped[keep]).tolist(), entry.digits[keep].tolist(), strict=False):
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "bbox": [round(v, 3) for v in box],
                 "category_id": digit_to_category(int(digit)), "area": round(box[2] * box[3], 3), "iscrowd": 0,

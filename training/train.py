@@ -24,10 +24,11 @@ import shlex
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,16 @@ from detector.models import build_model, count_parameters, finalize_config
 from training import distributed
 from training.augment import build_train_transform
 from training.config import ConfigError, TrainConfig, effective_workers, from_json
-from training.data import (BadImageLog, EpochSampler, EvalDataset, TrainDataset, collate_eval, collate_train,
-                           data_description, make_loader)
+from training.data import (
+    BadImageLog,
+    EpochSampler,
+    EvalDataset,
+    TrainDataset,
+    collate_eval,
+    collate_train,
+    data_description,
+    make_loader,
+)
 from training.engine import EpochMeter, StopRequest, check_finite_weights, train_one_epoch
 from training.evaluate import EvalSet, calibrate_thresholds, collect_candidates, split_metrics
 from training.last_checkpoint import POINTER, STATE, WEIGHTS, has_checkpoint, recover, save_pair
@@ -255,7 +264,7 @@ class Trainer:
             log.info("%s", split.report.summary())
         self.train_set = TrainDataset(train.records, build_train_transform(c), c.seed)
         extra_names = _unique_names(extras)
-        eval_splits = [("valid", valid), *zip(extra_names, extras)]
+        eval_splits = [("valid", valid), *zip(extra_names, extras, strict=False)]
         eval_datasets = [(name, EvalDataset(split.records)) for name, split in eval_splits]
         if c.cache:
             started, cached = time.perf_counter(), 0
@@ -273,7 +282,7 @@ class Trainer:
             self.eval_sets.append(EvalSet(name, dataset.records,
                                           make_loader(dataset, sampler, val_batch, workers, collate_eval, pin, c.seed)))
         self.data_info = data_description(Path(c.data), {"train": len(train), "valid": len(valid),
-                                                         **{n: len(s) for n, s in zip(extra_names, extras)}})
+                                                         **{n: len(s) for n, s in zip(extra_names, extras, strict=False)}})
 
     def _build_model(self) -> None:
         c = self.config

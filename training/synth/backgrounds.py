@@ -8,8 +8,8 @@ and tiles come out at a plausible scale relative to the number.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -10,7 +10,7 @@ teaches the detector that a vertical bar or a hook beside a number is not a 1 or
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np

@@ -31,11 +31,11 @@ def luminance(rgb: np.ndarray) -> float:
 
 def jitter(rng: np.random.Generator, rgb, amount: float = 0.06) -> np.ndarray:
     """Small hue/brightness variation around a palette colour, so palettes do not repeat exactly."""
-    h, l, s = colorsys.rgb_to_hls(*[float(v) for v in rgb])
+    h, light, s = colorsys.rgb_to_hls(*[float(v) for v in rgb])
     h = (h + rng.normal(0, amount * 0.3)) % 1.0
-    l = float(np.clip(l + rng.normal(0, amount), 0.02, 0.98))
+    light = float(np.clip(light + rng.normal(0, amount), 0.02, 0.98))
     s = float(np.clip(s * rng.uniform(0.75, 1.2), 0, 1))
-    return np.array(colorsys.hls_to_rgb(h, l, s), dtype=np.float32)
+    return np.array(colorsys.hls_to_rgb(h, light, s), dtype=np.float32)
 
 
 def _choice(rng: np.random.Generator, palette) -> tuple:

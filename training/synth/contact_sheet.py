@@ -1,8 +1,8 @@
 """A grid of samples with their boxes and labels, to LOOK at what the generator makes."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
@@ -20,7 +20,7 @@ def _cell(image: np.ndarray, boxes: np.ndarray, category_ids: Iterable[int]) -> 
     big = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_CUBIC)
     cell = np.full((CELL_H, CELL_W, 3), 40, np.uint8)
     cell[:big.shape[0], :big.shape[1]] = big
-    for (x0, y0, x1, y1), c in zip(np.asarray(boxes).reshape(-1, 4) * k, category_ids):
+    for (x0, y0, x1, y1), c in zip(np.asarray(boxes).reshape(-1, 4) * k, category_ids, strict=False):
         cv2.rectangle(cell, (int(x0), int(y0)), (int(np.ceil(x1)) - 1, int(np.ceil(y1)) - 1), BOX_COLOUR, 1)
         cv2.putText(cell, str(category_to_digit(int(c))), (int(x0) + 1, max(9, int(y0) - 2)),
                     cv2.FONT_HERSHEY_PLAIN, 0.8, TEXT_COLOUR, 1, cv2.LINE_AA)

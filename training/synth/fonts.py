@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import cv2
@@ -70,7 +70,7 @@ def _vendored() -> list[Typeface]:
     return faces
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pil_font(path: str) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, int(GLYPH_PX * 1.45))
 
@@ -160,7 +160,7 @@ def use_probe_state(state: tuple[tuple[Typeface, ...], dict[tuple[str, str], np.
     _raw.update(masks)
 
 
-@lru_cache(maxsize=None)
+@cache
 def typeface_by_name(name: str) -> Typeface:
     for face in all_typefaces():
         if face.name == name:
@@ -169,7 +169,7 @@ def typeface_by_name(name: str) -> Typeface:
                    "or Hershey-<FACE>; list them with training.synth.fonts.all_typefaces()")
 
 
-@lru_cache(maxsize=None)
+@cache
 def glyph(face_name: str, char: str, weight: int = 0) -> np.ndarray:
     """Ink-cropped uint8 mask of `char`, strokes thickened (weight > 0) or thinned (< 0) by whole levels.
 

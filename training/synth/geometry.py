@@ -14,10 +14,11 @@ import argparse
 import gzip
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _digits_key(n: int) -> str:
     return str(n) if n < MAX_DIGITS_KEY else f"{MAX_DIGITS_KEY}+"
 
 
-def layout_statistics(records: list["ImageRecord"]) -> dict[str, Any]:
+def layout_statistics(records: list[ImageRecord]) -> dict[str, Any]:
     """Per-quantity samples (not yet summarised): shared by --fit and --compare so both measure alike."""
     s: dict[str, Any] = {k: [] for k in ("height", "width", "aspect", "hrel", "gap", "dy", "cx", "cy", "hrel_n")}
     s["aspect_by_n"], s["block_frac_by_n"], s["box_aspect"] = {}, {}, {}
@@ -70,7 +71,7 @@ def layout_statistics(records: list["ImageRecord"]) -> dict[str, Any]:
         s["first"][cats[0]] += 1
         for c in cats[1:]:
             s["other"][c] += 1
-        for c, ww, hh in zip(cats, bw.tolist(), bh.tolist()):
+        for c, ww, hh in zip(cats, bw.tolist(), bh.tolist(), strict=False):
             s["box_aspect"].setdefault(str(c - 1), []).append(ww / hh)
         mean_h = (bh[1:] + bh[:-1]) / 2
         s["gap"].extend(((b[1:, 0] - b[:-1, 2]) / mean_h).tolist())

@@ -36,8 +36,15 @@ from training.synth.decor import cables, draw_plaque, glyph_effect, ink_fill, se
 from training.synth.fonts import DISTRACTOR_LETTERS, glyph
 from training.synth.geometry import Geometry, load_geometry
 from training.synth.pixels import blend, multiply, nonzero_roi
-from training.synth.styles import (GROWING_EFFECTS, Style, StyleShare, check_share, family_options, sample_style,
-                                   typefaces)
+from training.synth.styles import (
+    GROWING_EFFECTS,
+    Style,
+    StyleShare,
+    check_share,
+    family_options,
+    sample_style,
+    typefaces,
+)
 
 VISIBLE_INK_MIN = 0.98  # edge rule: share of a digit's ink inside the image for it to get a box (fully visible)
 MIN_INK_GAP = 0.03  # of the ink height: neighbouring digits' ink never touches
@@ -70,7 +77,7 @@ class BoxConvention:
     jitter: float  # per-edge annotator noise, of the box height
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "BoxConvention":
+    def sample(cls, rng: np.random.Generator) -> BoxConvention:
         return cls(ink_height=float(rng.uniform(0.80, 0.96)), side=float(rng.uniform(0.02, 0.10)),
                    top_share=float(rng.uniform(0.3, 0.7)), jitter=float(rng.uniform(0.0, 0.03)))
 
@@ -145,7 +152,7 @@ def _layout_number(rng: np.random.Generator, geo: Geometry, style: Style, scene:
     ink_aspect = max(0.2, geo.digit_aspect(rng, ASPECT_REFERENCE) - 2 * convention.side) / convention.ink_height
     stretch = float(np.clip(ink_aspect / typical, *STRETCH_RANGE))
     masks = [glyph(style.typeface, str(c - 1), style.weight) for c in cats]
-    widths = np.array([_glyph_width(m, h, stretch) * (ONE_WIDTH if c == 2 else 1.0) for m, c in zip(masks, cats)])
+    widths = np.array([_glyph_width(m, h, stretch) * (ONE_WIDTH if c == 2 else 1.0) for m, c in zip(masks, cats, strict=False)])
     pads = [convention.pad(rng) for _ in cats]
     gaps = np.array([max(MIN_INK_GAP * h, geo.gap.sample(rng) * box_h + (pads[i][2] + pads[i + 1][0]) * h)
                      for i in range(len(cats) - 1)])
@@ -287,7 +294,7 @@ def _compose(rng: np.random.Generator, style: Style, share: StyleShare, scene: S
 
     shear = 0.0 if twin else style.shear  # a slant would widen a twin's ink beyond its given box
     glyphs: list[PlacedGlyph] = []
-    for (x, y, w, h), c, pad in zip(digit_boxes, cats, pads):
+    for (x, y, w, h), c, pad in zip(digit_boxes, cats, pads, strict=False):
         patch, ox, oy = place_glyph(glyph(style.typeface, str(c - 1), style.weight), x + m, y + m, w, h, shear)
         glyphs.append(PlacedGlyph(str(c - 1), c, "number", patch, ox, oy, (x + m, y + m, w, h), pad))
     number = region = _union([g.box for g in glyphs], shear)
@@ -422,7 +429,7 @@ def render_twin(rng: np.random.Generator, width: int, height: int, boxes_xyxy: n
     convention = BoxConvention.sample(rng)
     pads = [convention.pad(rng) for _ in b]
     canvas_boxes = [_ink_inside((x0 * sx, y0 * sy, (x1 - x0) * sx, (y1 - y0) * sy), pad)
-                    for (x0, y0, x1, y1), pad in zip(b, pads)]
+                    for (x0, y0, x1, y1), pad in zip(b, pads, strict=False)]
     cats = [int(c) for c in np.asarray(category_ids).reshape(-1)]
     if not cats:
         raise ValueError("render_twin needs at least one box")

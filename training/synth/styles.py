@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Literal
 
 import numpy as np
@@ -90,7 +90,7 @@ def _in_share(kind: str, name: str, share: StyleShare) -> bool:
     return share == "all" or share_of(kind, name) == share
 
 
-@lru_cache(maxsize=None)
+@cache
 def family_options(kind: str, share: StyleShare) -> tuple[tuple[str, ...], np.ndarray]:
     """Members of a family in a share, with normalised sampling weights."""
     options, _ = FAMILIES[kind]
@@ -99,7 +99,7 @@ def family_options(kind: str, share: StyleShare) -> tuple[tuple[str, ...], np.nd
     return names, weights / weights.sum()
 
 
-@lru_cache(maxsize=None)
+@cache
 def typefaces(share: StyleShare) -> tuple[tuple[Typeface, ...], np.ndarray]:
     """Typefaces in a share, weighted by category (TYPEFACE_GROUP_WEIGHTS) and then evenly by family."""
     faces = tuple(f for f in all_typefaces() if _in_share("typeface", f.name, share))

@@ -11,8 +11,9 @@ import hashlib
 import json
 import multiprocessing as mp
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -116,7 +117,7 @@ def _coco(results: list[tuple]) -> dict:
         xyxy = np.round(np.array(boxes, np.float64).reshape(-1, 4), 2)
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
-        for (x, y, w, h), c in zip(xyxy_to_xywh(xyxy).tolist(), cats):
+        for (x, y, w, h), c in zip(xyxy_to_xywh(xyxy).tolist(), cats, strict=False):
             w, h = round(w, 2), round(h, 2)
             if w <= 0 or h <= 0:
                 continue
