@@ -1,4 +1,5 @@
-"""Dataset statistics and the anchor check, against torchvision's own resize, backbone grid and anchors."""
+"""Dataset statistics (training.stats) and the anchor check and fit (training.anchors), against torchvision's own
+resize, backbone grid and anchors."""
 from __future__ import annotations
 
 import gzip
@@ -17,16 +18,8 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_iou
 
 from detector.hw2 import ImageRecord, load_split
-from training.stats import (
-    anchor_recall,
-    best_anchor_iou,
-    fit_anchors,
-    input_scale,
-    main,
-    parse_anchor_sizes,
-    refine_anchors,
-    scale_boxes,
-)
+from training.anchors import anchor_recall, best_anchor_iou, fit_anchors, input_scale, refine_anchors, scale_boxes
+from training.stats import main, parse_anchor_sizes
 
 STRIDES = (4, 8, 16, 32, 64)
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from detector.models import PRESETS, WEIGHT_CHOICES, ModelConfig, get_preset
 from detector.scoring import MAP_SCORE_FLOOR
+from training.losses import LOSSES
 
-LOSSES = ("original", "diou", "ciou", "giou_box", "diou_box", "ciou_box")
 AMP_CHOICES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
 COCO_BACKENDS = ("pycocotools", "faster_coco_eval")

@@ -23,12 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torchvision.transforms import v2
 
 from detector.hw2 import ImageRecord
 from detector.images import ImageLoadError, load_rgb
 from training.augment import make_sample
 
 log = logging.getLogger("training")
+_PURE = v2.ToPureTensor()
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,8 @@ class TrainDataset(RecordDataset):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
             image, target = self.transform(image, target)
-        plain = {"boxes": target["boxes"].as_subclass(torch.Tensor), "labels": target["labels"]}
-        return image.as_subclass(torch.Tensor), plain, bad
+        image, target = _PURE(image, target)  # plain tensors for the model (no tv_tensors metadata)
+        return image, target, bad
 
 
 class EvalDataset(RecordDataset):

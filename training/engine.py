@@ -85,9 +85,6 @@ class EpochMeter:
         self.steps += 1
         self.images += images
 
-    def averages(self) -> dict[str, float]:
-        return {key: value / max(self.steps, 1) for key, value in self.sums.items()}
-
     def to_state(self) -> dict[str, Any]:
         return {"sums": dict(self.sums), "steps": self.steps, "images": self.images, "seconds": self.seconds}
 
@@ -104,57 +101,60 @@ def warmup_factor(step: int, warmup_iters: int, start_factor: float = 1e-3) -> f
     return start_factor * (1 - alpha) + alpha
 
 
-def train_one_epoch(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: DataLoader,
-    *,
-    epoch: int,
-    epochs: int,
-    meter: EpochMeter,
-    device: torch.device,
-    scaler: torch.amp.GradScaler,
-    amp_dtype: torch.dtype | None,
-    warmup_iters: int,
-    grad_clip: float,
-    stop: StopRequest,
-    info: DistInfo,
-    bad_images: BadImageLog,
-    progress: bool,
-) -> bool:
+@dataclass(frozen=True)
+class StepContext:
+    """What every step of a run trains with; fixed for the run, so train_one_epoch takes only the epoch and meter."""
+
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp_dtype: torch.dtype | None  # autocast dtype, None for float32
+    warmup_iters: int  # linear warm-up over the first steps of epoch 1
+    grad_clip: float  # max gradient norm, 0 = off
+    epochs: int  # for the progress bar
+    stop: StopRequest
+    info: DistInfo
+    bad_images: BadImageLog
+    progress: bool
+
+
+def train_one_epoch(model: torch.nn.Module, loader: DataLoader, context: StepContext, *, epoch: int,
+                    meter: EpochMeter) -> bool:
     """Train from step `meter.steps` of 0-based `epoch` to its end; False when stopped early by request."""
+    c = context
+    optimizer, device, info = c.optimizer, c.device, c.info
     model.train()
     scheduled = [group["lr"] for group in optimizer.param_groups]  # this epoch's lr from the scheduler
     planned = meter.steps + len(loader)  # a resumed epoch's loader holds only its remaining steps
-    warmup = min(warmup_iters, planned) if epoch == 0 else 0
+    warmup = min(c.warmup_iters, planned) if epoch == 0 else 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    bar = tqdm(total=planned, initial=meter.steps, desc=f"epoch {epoch + 1}/{epochs}",
-               unit="step", disable=not (progress and info.is_main), dynamic_ncols=True, leave=False)
+    bar = tqdm(total=planned, initial=meter.steps, desc=f"epoch {epoch + 1}/{c.epochs}",
+               unit="step", disable=not (c.progress and info.is_main), dynamic_ncols=True, leave=False)
     completed = True
     started = time.perf_counter()
     try:
         for images, targets, bad in loader:
-            bad_images.report(bad)
+            c.bad_images.report(bad)
             if meter.steps < warmup:
                 factor = warmup_factor(meter.steps, warmup)
                 for group, lr in zip(optimizer.param_groups, scheduled, strict=False):
                     group["lr"] = lr * factor
             images = [image.to(device, non_blocking=True) for image in images]
             targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with torch.autocast(device.type, dtype=c.amp_dtype or torch.float32, enabled=c.amp_dtype is not None):
                 loss_dict = model(images, targets)
             loss = sum(loss_dict.values())
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
+            c.scaler.scale(loss).backward()
+            if c.grad_clip > 0:
+                c.scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, c.grad_clip)
+            c.scaler.step(optimizer)
+            c.scaler.update()
 
             values = {k: float(v.detach()) for k, v in loss_dict.items()}
             total = sum(values.values())
-            bad_loss, stop_now = any_flags(info, [not math.isfinite(total) or total > EXPLODED_LOSS, stop.requested],
+            bad_loss, stop_now = any_flags(info, [not math.isfinite(total) or total > EXPLODED_LOSS, c.stop.requested],
                                            device)
             if bad_loss:
                 parts = ", ".join(f"{k}={v:.4g}" for k, v in values.items())

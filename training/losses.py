@@ -34,9 +34,9 @@ IOU_LOSSES: dict[str, Callable[..., Tensor]] = {
     "diou": distance_box_iou_loss,
     "ciou": complete_box_iou_loss,
 }
-MIXED = ("diou", "ciou")
-BOX = ("giou_box", "diou_box", "ciou_box")
-ALL = ("original",) + MIXED + BOX
+MIXED = ("diou", "ciou")  # the seed's: an IoU term added to the classification loss
+BOX = ("giou_box", "diou_box", "ciou_box")  # an IoU loss instead of SmoothL1
+LOSSES = ("original",) + MIXED + BOX  # every `loss=` choice
 
 
 def iou_mix_weight(epoch: int, start: int = 6, base: float = 0.1, step: float = 0.05, cap: float = 0.5) -> float:
@@ -73,8 +73,8 @@ class BoxHeadLoss:
     epoch: int = 1
 
     def __post_init__(self) -> None:
-        if self.kind not in ALL:
-            raise ValueError(f"unknown loss {self.kind!r}; choose from {', '.join(ALL)}")
+        if self.kind not in LOSSES:
+            raise ValueError(f"unknown loss {self.kind!r}; choose from {', '.join(LOSSES)}")
 
     @property
     def mix_weight(self) -> float:

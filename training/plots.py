@@ -1,5 +1,6 @@
-"""Figures from a run's metrics.jsonl (matplotlib, Agg): the seed's training-loss, validation-mAP and per-epoch
-AP/AR curves, and the threshold sweep. `training.compare` overlays several runs with the same helpers.
+"""Figures (matplotlib, Agg) from a run's metrics.jsonl: the seed's training-loss, validation-mAP and per-epoch
+AP/AR curves, and the threshold sweep (`training.compare` overlays several runs with the same helpers); and
+from a dataset's boxes: the histograms of `python -m training.stats`.
 """
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from detector.coco_eval import STAT_NAMES  # noqa: E402
+from detector.hw2 import ImageRecord  # noqa: E402
+from training.anchors import IOU_THRESHOLDS, gather_boxes, recall_label  # noqa: E402
 
 AP_STATS = STAT_NAMES[:6]
 AR_STATS = STAT_NAMES[6:]
@@ -38,13 +42,13 @@ def stat_value(record: dict[str, Any], split: str, stat: str) -> float:
     return float(source[stat])
 
 
-def save_figure(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path, dpi: int = 110) -> Path:
     for ax in fig.axes:
         if ax.get_xlabel() == "epoch":
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -128,4 +132,59 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     sweep = run_dir / "threshold_sweep.json"
     if sweep.is_file():
         written.append(plot_sweep(sweep, out / "threshold_sweep.png"))
+    return written
+
+
+# ------------------------------------------------------------------------------------------- dataset figures
+def plot_dataset(
+    records: Sequence[ImageRecord], scales: Sequence[dict[str, Any]], best_ious: Sequence[dict[str, np.ndarray]],
+    out: Path,
+) -> list[Path]:
+    """PNG histograms of the figures training.stats.dataset_stats summarises, plus best-anchor IoU per input scale
+    (`scales`: stats.json's entries, `best_ious`: each box's best IoU per configuration at that scale)."""
+    boxes, _ = gather_boxes(records)
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    written: list[Path] = []
+
+    def save(fig: plt.Figure, name: str) -> None:
+        written.append(save_figure(fig, out / name, dpi=90))
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, values, label in zip(axes, (w, h), ("box width (px)", "box height (px)"), strict=False):
+        ax.hist(values, bins=60)
+        ax.set_xlabel(label)
+        ax.set_ylabel("boxes")
+    save(fig, "box_sizes.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, values, label in zip(axes, (w / h, h / w), ("w / h", "h / w (torchvision aspect ratio)"), strict=False):
+        ax.hist(np.clip(values, 0, np.quantile(values, 0.995)), bins=60)
+        ax.set_xlabel(label)
+        ax.set_ylabel("boxes")
+    save(fig, "aspect_ratios.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    iw = np.array([r.width for r in records])
+    ih = np.array([r.height for r in records])
+    axes[0].hist2d(iw, ih, bins=50, cmin=1, norm=matplotlib.colors.LogNorm())  # most images are tiny
+    axes[0].set_xlabel("image width (px)")
+    axes[0].set_ylabel("image height (px)")
+    counts = np.array([len(r.boxes) for r in records])
+    values, freq = np.unique(counts, return_counts=True)
+    axes[1].bar(values, freq)
+    axes[1].set_xlabel("digits per image")
+    axes[1].set_ylabel("images")
+    save(fig, "images.png")
+
+    for entry, ious in zip(scales, best_ious, strict=False):
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        for key, values in ious.items():
+            ax.hist(values, bins=50, range=(0, 1), alpha=0.5, label=f"{key}: {recall_label(entry[key])}")
+        for t in IOU_THRESHOLDS:
+            ax.axvline(t, color="k", lw=0.8, ls="--")
+        ax.set_xlabel(f"best anchor IoU at min_size {entry['min_size']} / max_size {entry['max_size']}")
+        ax.set_ylabel("boxes")
+        ax.legend(fontsize=7)
+        save(fig, f"anchor_iou_{entry['min_size']}.png")
     return written

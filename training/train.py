@@ -51,10 +51,10 @@ from training.data import (
     data_description,
     make_loader,
 )
-from training.engine import EpochMeter, StopRequest, check_finite_weights, train_one_epoch
+from training.engine import EpochMeter, StepContext, StopRequest, check_finite_weights, train_one_epoch
 from training.evaluate import EvalSet, calibrate_thresholds, collect_candidates, split_metrics
 from training.last_checkpoint import POINTER, STATE, WEIGHTS, has_checkpoint, recover, save_pair
-from training.losses import BoxHeadLoss, install_box_loss
+from training.losses import MIXED, BoxHeadLoss, install_box_loss
 
 log = logging.getLogger("training")
 # what may differ on resume: how the run executes, never the recipe (same lr schedule, data, epochs)
@@ -80,6 +80,18 @@ def is_disk_full(err: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+@dataclass
+class EpochReport:
+    """A finished epoch as its steps fill it in: the metrics.jsonl line and what the steps decided."""
+
+    epoch: int  # 1-based
+    lr: float  # the scheduler's lr for the epoch
+    seconds: float  # this process's training time
+    record: dict[str, Any]  # the metrics.jsonl line
+    evaluated: bool = False
+    improved: bool = False  # a new best valid mAP
 
 
 @dataclass
@@ -437,74 +449,103 @@ class Trainer:
         log.info("run folder %s; %d train images, %d steps per epoch, epochs %d..%d", self.run_dir,
                  len(self.train_set), steps, state.epoch + 1, c.epochs)
         with StopRequest() as stop:
+            context = StepContext(
+                optimizer=self.optimizer, scaler=self.scaler, device=self.device, amp_dtype=self.amp_dtype,
+                warmup_iters=c.warmup_iters, grad_clip=c.grad_clip, epochs=c.epochs, stop=stop, info=info,
+                bad_images=self.bad_images, progress=c.progress)
             for epoch in range(state.epoch, c.epochs):
-                self._run_epoch(epoch, state, stop)
+                self._run_epoch(epoch, state, context)
                 if epoch + 1 < c.epochs:
                     self._stop_if_requested(state, stop)
             self._finish(state)
         return self.run_dir
 
-    def _run_epoch(self, epoch: int, state: RunState, stop: StopRequest) -> None:
-        c, info = self.config, self.info
+    def _run_epoch(self, epoch: int, state: RunState, context: StepContext) -> None:
+        """The training loop, then the epoch's steps in order (detectron2's hooks idea). Every rank trains, reduces
+        the losses and evaluates (sharded); rank 0 alone then keeps the best, checkpoints, logs and plots."""
+        lr = self._train(epoch, state, context)
+        report = self._epoch_report(epoch, lr, state)
+        self._evaluate_epoch(report)
+        self.scheduler.step()
+        state.epoch, state.step_meter = epoch + 1, EpochMeter()
+        if self.info.is_main:
+            for step in (self._keep_best, self._checkpoint, self._log_epoch, self._plot_epoch):
+                step(report, state)
+
+    def _train(self, epoch: int, state: RunState, context: StepContext) -> float:
+        """The epoch's (remaining) steps; returns its scheduled lr. A stop request saves the last pair and ends the run."""
         self.box_loss.epoch = epoch + 1
         lr = self.optimizer.param_groups[0]["lr"]
-        self.train_sampler.set_epoch(epoch, skip=state.step_meter.steps * c.batch)
-        finished = train_one_epoch(
-            self.ddp, self.optimizer, self.train_loader, epoch=epoch, epochs=c.epochs, meter=state.step_meter,
-            device=self.device, scaler=self.scaler, amp_dtype=self.amp_dtype, warmup_iters=c.warmup_iters,
-            grad_clip=c.grad_clip, stop=stop, info=info, bad_images=self.bad_images, progress=c.progress)
+        self.train_sampler.set_epoch(epoch, skip=state.step_meter.steps * self.config.batch)
+        finished = train_one_epoch(self.ddp, self.train_loader, context, epoch=epoch, meter=state.step_meter)
         # before anything is evaluated or saved; on every rank (they hold the same weights), so all stop together
         check_finite_weights(self.model, f"in epoch {epoch + 1}, by step {state.step_meter.steps}", lr)
         if not finished:
-            if info.is_main:
+            if self.info.is_main:
                 with self._saving(f"epoch {epoch + 1}, step {state.step_meter.steps}"):
                     self._save_last(state, {})
             raise TrainingInterrupted(
                 f"stopped at epoch {epoch + 1}, step {state.step_meter.steps}; saved {self.weights_dir / 'last.safetensors'}."
                 f" Resume with: python -m training train resume={self.run_dir}")
-        meter = distributed.sum_floats(info, {**state.step_meter.sums, "_steps": state.step_meter.steps}, self.device)
+        return lr
+
+    def _epoch_report(self, epoch: int, lr: float, state: RunState) -> EpochReport:
+        """The epoch's metrics line so far: mean losses over all ranks' steps (an all-reduce), time and throughput."""
+        meter = distributed.sum_floats(self.info, {**state.step_meter.sums, "_steps": state.step_meter.steps}, self.device)
         steps = meter.pop("_steps")
-        train_time = state.step_meter.seconds
-        evaluated = (epoch + 1) % c.eval_every == 0 or epoch + 1 == c.epochs
-        eval_started = time.perf_counter()
-        results = self._evaluate() if evaluated else None
-        self.scheduler.step()
+        seconds = state.step_meter.seconds
         record: dict[str, Any] = {
-            "epoch": epoch + 1, "epochs": c.epochs, "lr": lr, "time_s": round(train_time, 3),
-            "eval_s": round(time.perf_counter() - eval_started, 3) if evaluated else 0.0,
-            "images_per_s": round(state.step_meter.images / max(train_time, 1e-9), 2), "steps": state.step_meter.steps,
+            "epoch": epoch + 1, "epochs": self.config.epochs, "lr": lr, "time_s": round(seconds, 3), "eval_s": 0.0,
+            "images_per_s": round(state.step_meter.images / max(seconds, 1e-9), 2), "steps": state.step_meter.steps,
             **{k: v / max(steps, 1) for k, v in meter.items()},
         }
-        if self.box_loss.kind in ("diou", "ciou"):
+        if self.box_loss.kind in MIXED:
             record["iou_lambda"] = self.box_loss.mix_weight
-        state.epoch, state.step_meter = epoch + 1, EpochMeter()
-        if not info.is_main:
+        return EpochReport(epoch=epoch + 1, lr=lr, seconds=seconds, record=record)
+
+    def _evaluate_epoch(self, report: EpochReport) -> None:
+        """Every eval_every epochs and the last: every validation set; rank 0 adds the figures to the record."""
+        if report.epoch % self.config.eval_every and report.epoch != self.config.epochs:
             return
-        improved = False
+        report.evaluated = True
+        started = time.perf_counter()
+        results = self._evaluate()
+        report.record["eval_s"] = round(time.perf_counter() - started, 3)
         if results is not None:
-            record["valid"] = results.pop("valid")
+            report.record["valid"] = results.pop("valid")
             if results:
-                record["extra"] = results
-            if record["valid"]["AP"] > state.best_map:
-                state.best_map, state.best_epoch, improved = record["valid"]["AP"], epoch + 1, True
-        record["best_AP"] = state.best_map if math.isfinite(state.best_map) else None
-        record["best_epoch"] = state.best_epoch
-        summary = {k: v for k, v in record.get("valid", {}).items() if k != "per_class_AP"}
-        with self._saving(f"epoch {epoch + 1}"):  # metrics lines past the resumed epoch are dropped on resume
-            self._append_metrics(record)
-            if improved:  # before last: a crash between the two redoes this epoch, which rewrites best
+                report.record["extra"] = results
+
+    def _keep_best(self, report: EpochReport, state: RunState) -> None:
+        valid = report.record.get("valid")
+        if valid is not None and valid["AP"] > state.best_map:
+            state.best_map, state.best_epoch, report.improved = valid["AP"], report.epoch, True
+        report.record["best_AP"] = state.best_map if math.isfinite(state.best_map) else None
+        report.record["best_epoch"] = state.best_epoch
+
+    def _checkpoint(self, report: EpochReport, state: RunState) -> None:
+        """The metrics line, best (if it improved) and the last pair; metrics lines past the resumed epoch are
+        dropped on resume."""
+        summary = {k: v for k, v in report.record.get("valid", {}).items() if k != "per_class_AP"}
+        with self._saving(f"epoch {report.epoch}"):
+            self._append_metrics(report.record)
+            if report.improved:  # before last: a crash between the two redoes this epoch, which rewrites best
                 save_checkpoint(self.weights_dir / "best.safetensors", self.model.state_dict(),
-                                self._meta({"epoch": epoch + 1, "valid": summary}, "best", epoch + 1))
-            self._save_last(state, {"epoch": epoch + 1, "valid": summary})
-        valid = record.get("valid")
-        log.info("epoch %d/%d  loss %.4f  lr %.2e  %.1f img/s  %.0fs%s", epoch + 1, c.epochs, record.get("loss", float("nan")),
-                 lr, record["images_per_s"], train_time,
+                                self._meta({"epoch": report.epoch, "valid": summary}, "best", report.epoch))
+            self._save_last(state, {"epoch": report.epoch, "valid": summary})
+
+    def _log_epoch(self, report: EpochReport, state: RunState) -> None:
+        c, record, valid = self.config, report.record, report.record.get("valid")
+        log.info("epoch %d/%d  loss %.4f  lr %.2e  %.1f img/s  %.0fs%s", report.epoch, c.epochs,
+                 record.get("loss", float("nan")), report.lr, record["images_per_s"], report.seconds,
                  f"  | valid mAP {valid['AP']:.4f} AP50 {valid['AP50']:.4f} number acc {valid['number_accuracy']:.4f}"
-                 f" (at score {c.val_score}){'  *best*' if improved else ''}" if valid else "")
+                 f" (at score {c.val_score}){'  *best*' if report.improved else ''}" if valid else "")
         for name, extra in record.get("extra", {}).items():
             log.info("           %s mAP %.4f AP50 %.4f number acc %.4f", name, extra["AP"], extra["AP50"],
                      extra["number_accuracy"])
-        if results is not None:
+
+    def _plot_epoch(self, report: EpochReport, state: RunState) -> None:
+        if report.evaluated:
             self._plot()
 
     def _stop_if_requested(self, state: RunState, stop: StopRequest) -> None:
