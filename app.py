@@ -39,10 +39,11 @@ CSS = """
 def build_demo(studio: Studio) -> gr.Blocks:
     import gradio as gr
 
+    from studio.review_views import ReviewViews
     from studio.ui_about import build_about_tab
     from studio.ui_controls import threshold_controls
     from studio.ui_detect import build_detect_tab
-    from studio.ui_review import ReviewViews, build_review_tab
+    from studio.ui_review import build_review_tab
     from studio.ui_validation import build_validation_tab
     from studio.validation import ValidationViews
 

@@ -12,21 +12,18 @@ involved: this is exactly the work a slider release triggers.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from detector.coco_eval import BACKENDS, sweep_score_threshold  # noqa: E402
-from detector.detections import Detections  # noqa: E402
-from detector.hw2 import ImageRecord, records_to_coco  # noqa: E402
-from studio.failures import build_report  # noqa: E402
-from studio.thresholds import Thresholds  # noqa: E402
-from studio.validation import MAP_SWEEP_THRESHOLDS, SWEEP_THRESHOLDS  # noqa: E402
+from detector.coco_eval import BACKENDS, sweep_score_threshold
+from detector.detections import Detections
+from detector.hw2 import ImageRecord, records_to_coco
+from studio.failures import build_report
+from studio.thresholds import Thresholds
+from studio.validation import MAP_SWEEP_THRESHOLDS, SWEEP_THRESHOLDS
 
 
 def _jitter(rng: np.random.Generator, box: np.ndarray, amount: float) -> np.ndarray:

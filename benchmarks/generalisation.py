@@ -14,19 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from detector.hw2 import load_split  # noqa: E402
-from detector.predictor import Predictor  # noqa: E402
-from detector.scoring import score_split  # noqa: E402
-from training.config import resolve  # noqa: E402
-from training.synth import generate_dataset  # noqa: E402
-from training.train import train  # noqa: E402
+from detector.hw2 import load_split
+from detector.predictor import Predictor
+from detector.scoring import score_split
+from training.config import resolve
+from training.synth import generate_dataset
+from training.train import train
 
 STATS = ("AP", "AP50", "number_accuracy")
 

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMeta  # noqa: E402
-from detector.hw2 import list_images  # noqa: E402
-from detector.images import load_rgb  # noqa: E402
-from detector.models import build_model, get_preset  # noqa: E402
-from detector.predictor import Predictor, resolve_device  # noqa: E402
+from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMeta
+from detector.hw2 import list_images
+from detector.images import load_rgb
+from detector.models import build_model, get_preset
+from detector.predictor import Predictor, resolve_device
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -32,15 +32,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-from detector.checkpoint import DEFAULT_CHECKPOINT  # noqa: E402
-from detector.fileio import atomic_write_text  # noqa: E402
-from detector.hw2 import Split, load_split  # noqa: E402
-from detector.images import load_rgb  # noqa: E402
-from detector.number import NO_NUMBER, number_value, read_number  # noqa: E402
-from detector.predictor import Predictor  # noqa: E402
-from detector.refilter import refilter  # noqa: E402
-from detector.scoring import MAP_SCORE_FLOOR, score_split  # noqa: E402
+from detector.checkpoint import DEFAULT_CHECKPOINT
+from detector.fileio import atomic_write_text
+from detector.hw2 import Split, load_split
+from detector.images import load_rgb
+from detector.number import NO_NUMBER, number_value, read_number
+from detector.predictor import Predictor
+from detector.refilter import refilter
+from detector.scoring import MAP_SCORE_FLOOR, score_split
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-svhn"

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import nms
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from detector.categories import NUM_CLASSES  # noqa: E402
-from detector.detections import Detections  # noqa: E402
-from detector.refilter import refilter, refilter_many  # noqa: E402
+from detector.categories import NUM_CLASSES
+from detector.detections import Detections
+from detector.refilter import refilter, refilter_many
 
 
 def head_outputs(seed: int, proposals: int = 300) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

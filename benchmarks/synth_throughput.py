@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training.synth import generate_dataset  # noqa: E402
+from training.synth import generate_dataset
 
 
 def _cpu_seconds() -> float:

@@ -20,12 +20,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import torch  # noqa: E402
+import torch
 
-from training.config import parse_overrides, resolve  # noqa: E402
-from training.plots import read_metrics  # noqa: E402
-from training.train import train  # noqa: E402
+from training.config import parse_overrides, resolve
+from training.plots import read_metrics
+from training.train import train
 
 
 def make_data(out: Path, train_images: int, valid_images: int, seed: int) -> Path:

@@ -69,7 +69,7 @@ def read_tensor_file(path: str | Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise TensorFileError(f"weights file {path} not found")
+        raise TensorFileError(f"weights file not found: {path}")
     if tensor_file_kind(path) in ("pickle", "torch_zip"):  # legacy or zip torch.save: restricted unpickler only
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -82,6 +82,30 @@ def read_tensor_file(path: str | Path) -> dict:
         what = ("a truncated or damaged safetensors file" if tensor_file_kind(path) == "safetensors"
                 else "neither a safetensors nor a torch weights file")
         raise TensorFileError(f"{path}: {what} ({err})") from err
+
+
+STATE_DICT_KEYS = ("model", "state_dict", "model_state")  # where training scripts nest the weights
+
+
+def load_state_dict_file(path: str | Path) -> dict:
+    """A weights file as a flat {name: tensor} state dict (the one reader for models and backbones).
+
+    Unwraps the usual nestings ({'model' | 'state_dict' | 'model_state': {...}}) and refuses NaN or Inf
+    weights, which come from a diverged run and would predict nothing; TensorFileError says why.
+    """
+    import torch
+
+    obj = read_tensor_file(path)
+    for key in STATE_DICT_KEYS:
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise TensorFileError(f"{path}: expected a flat name -> tensor state dict")
+    bad = nonfinite_tensors(obj)
+    if bad:
+        raise TensorFileError(f"{path}: {len(bad)} of {len(obj)} tensors hold NaN or Inf values "
+                              f"(e.g. {bad[:3]}); these weights come from a diverged run")
+    return dict(obj)
 
 
 def nonfinite_tensors(state: dict) -> list[str]:

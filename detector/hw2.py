@@ -8,14 +8,15 @@ What is fatal and what is repaired:
   dropped; annotations with an unknown image id or a category id outside 1..10 are dropped (or fatal with
   `strict=True`); duplicate annotation ids are renumbered; images whose file is missing are dropped, and so
   are images whose file_name points outside the split's image folder ("../../etc/passwd", "/abs/path").
-Every repair is listed in the split's `LoadReport`, whose `summary()` is the one line users see.
+Every repair is listed in the split's `LoadReport`, whose `summary()` is the one line users see; the SVHN
+converter makes the same box repairs (`repair_boxes`) and reports them in the same type.
 """
 from __future__ import annotations
 
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from detector.boxes import clip_xyxy, xywh_to_xyxy, xyxy_to_xywh
-from detector.categories import coco_categories, is_category_id
+from detector.categories import digits_to_string, is_category_id
+from detector.coco_format import coco_dict
 from detector.jsonsafe import JSONInputError, loads
 
 SPLITS_WITH_LABELS = ("train", "valid")
@@ -52,15 +54,13 @@ class ImageRecord:
     @property
     def number(self) -> str:
         """The house number the ground truth spells, digits left to right by box centre."""
-        from detector.categories import digits_to_string  # local: keeps the dataclass import-light
-
         order = np.argsort((self.boxes[:, 0] + self.boxes[:, 2]) / 2, kind="stable")
         return digits_to_string(self.category_ids[order].tolist())
 
 
 @dataclass
 class LoadReport:
-    """What was loaded and every repair made on the way; `warnings` is empty for a clean file."""
+    """What was loaded (or converted) and every repair made on the way; `warnings` is empty for a clean file."""
 
     source: str
     images: int = 0
@@ -73,6 +73,7 @@ class LoadReport:
     missing_files: int = 0
     outside_image_dir: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    placed: dict[str, int] = field(default_factory=dict)  # a conversion's image files by how they got there
 
     def note(self, kind: str, example: str) -> None:
         kept = self.examples.setdefault(kind, [])
@@ -99,12 +100,14 @@ class LoadReport:
 
     def summary(self) -> str:
         head = f"{self.source}: loaded {self.images} images, {self.boxes} boxes"
+        if self.placed:
+            head += " (" + ", ".join(f"{n} {how}" for how, n in self.placed.items()) + ")"
         return head + ("; " + "; ".join(self.warnings) if self.warnings else "; no problems found")
 
 
 @dataclass
 class Split:
-    """A labelled split: its records, its load report, and a clean COCO dict for pycocotools."""
+    """A labelled split: its records and its load report (`records_to_coco` gives pycocotools' view)."""
 
     name: str
     root: Path
@@ -120,23 +123,17 @@ class Split:
     def by_id(self) -> dict[int, ImageRecord]:
         return {r.image_id: r for r in self.records}
 
-    def to_coco(self) -> dict[str, Any]:
-        """Ground truth as COCO, with `iscrowd` and `area` filled in, ready for pycocotools' COCO()."""
-        return records_to_coco(self.records)
+
+def image_entry(record: ImageRecord) -> dict[str, Any]:
+    """A record's entry in a COCO file's `images` list."""
+    return {"id": record.image_id, "file_name": record.file_name, "width": record.width, "height": record.height}
 
 
-def records_to_coco(records: list[ImageRecord]) -> dict[str, Any]:
-    images, annotations = [], []
-    next_id = 1
-    for r in records:
-        images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
-        for box, cid in zip(xyxy_to_xywh(r.boxes).tolist(), r.category_ids.tolist(), strict=False):
-            annotations.append(
-                {"id": next_id, "image_id": r.image_id, "bbox": [round(v, 3) for v in box],
-                 "category_id": int(cid), "area": float(box[2] * box[3]), "iscrowd": 0}
-            )
-            next_id += 1
-    return {"images": images, "annotations": annotations, "categories": coco_categories()}
+def records_to_coco(records: Sequence[ImageRecord]) -> dict[str, Any]:
+    """Ground truth as COCO, with `iscrowd` and the exact `area` filled in, ready for pycocotools' COCO()."""
+    annotations = ((r.image_id, box, cid) for r in records
+                   for box, cid in zip(xyxy_to_xywh(r.boxes).tolist(), r.category_ids.tolist(), strict=False))
+    return coco_dict([image_entry(r) for r in records], annotations, round_area=False)
 
 
 def read_json(path: Path) -> Any:
@@ -178,6 +175,25 @@ def is_inside(path: Path, folder: Path) -> bool:
     base = os.path.normpath(os.path.abspath(folder))
     target = os.path.normpath(os.path.abspath(path))
     return target != base and os.path.commonpath([base, target]) == base
+
+
+def repair_boxes(boxes_xywh: Sequence[Sequence[float]], width: int, height: int, report: LoadReport,
+                 where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Clip one image's xywh boxes to the image and drop those left empty, counting both in `report`.
+
+    Returns the kept boxes as xyxy float32 and the keep mask over the input (to filter labels alike).
+    """
+    raw = xywh_to_xyxy(np.array(boxes_xywh, dtype=np.float32).reshape(-1, 4))
+    clipped = clip_xyxy(raw, width, height)
+    moved = np.any(np.abs(clipped - raw) > 1e-3, axis=1)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    for j in np.flatnonzero(~keep):
+        report.dropped_degenerate_boxes += 1
+        report.note("zero/negative-size boxes dropped", f"{where} bbox {boxes_xywh[int(j)]}")
+    for j in np.flatnonzero(moved & keep):
+        report.clipped_boxes += 1
+        report.note("boxes clipped to the image", f"{where} bbox {boxes_xywh[int(j)]}")
+    return clipped[keep], keep
 
 
 def parse_coco(
@@ -247,20 +263,11 @@ def parse_coco(
             continue
         w, h = int(img["width"]), int(img["height"])
         anns = per_image[image_id]
-        raw = xywh_to_xyxy(np.array([a[0] for a in anns], dtype=np.float32).reshape(-1, 4))
-        clipped = clip_xyxy(raw, w, h)
-        moved = np.any(np.abs(clipped - raw) > 1e-3, axis=1)
-        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-        for j in np.flatnonzero(~keep):
-            report.dropped_degenerate_boxes += 1
-            report.note("zero/negative-size boxes dropped", f"image {image_id} bbox {anns[j][0]}")
-        for j in np.flatnonzero(moved & keep):
-            report.clipped_boxes += 1
-            report.note("boxes clipped to the image", f"image {image_id} bbox {anns[j][0]}")
+        boxes, keep = repair_boxes([a[0] for a in anns], w, h, report, f"image {image_id}")
         labels = np.array([a[1] for a in anns], dtype=np.int64).reshape(-1)
         records.append(
             ImageRecord(image_id=image_id, file_name=img["file_name"], width=w, height=h, path=path,
-                        boxes=clipped[keep], category_ids=labels[keep])
+                        boxes=boxes, category_ids=labels[keep])
         )
         report.boxes += int(keep.sum())
     report.images = len(records)

@@ -33,7 +33,7 @@ from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detector.categories import NUM_CLASSES
-from detector.fileio import TensorFileError, nonfinite_tensors, read_tensor_file, tensor_file_kind
+from detector.fileio import TensorFileError, load_state_dict_file, tensor_file_kind
 from detector.jsonsafe import is_number
 
 BACKBONES = ("resnet50_fpn_v2", "resnet18_fpn", "mobilenet_v3_fpn", "efficientnet_lite0_fpn")
@@ -303,25 +303,13 @@ def fetch_torchvision_state_dict(enum_value: Any) -> dict[str, torch.Tensor]:
         ) from err
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A user-supplied weights file: safetensors, or a torch file loaded with weights_only (never arbitrary pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsUnavailableError(f"weights file {path} not found (weights= takes none, imagenet, coco or a path)")
+def _weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A user-supplied weights= PATH, read by detector.fileio's one state-dict reader."""
     try:
-        obj = read_tensor_file(path)
+        return load_state_dict_file(path)
     except TensorFileError as err:
-        raise WeightsUnavailableError(str(err)) from err
-    for key in ("model", "state_dict", "model_state"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsUnavailableError(f"{path}: expected a state dict of tensors")
-    bad = nonfinite_tensors(obj)
-    if bad:
-        raise WeightsUnavailableError(f"{path}: {len(bad)} of {len(obj)} tensors hold NaN or Inf values "
-                                      f"(e.g. {bad[:3]}); these weights come from a diverged run")
-    return obj
+        hint = "" if Path(path).is_file() else " (weights= takes none, imagenet, coco or a path)"
+        raise WeightsUnavailableError(f"{err}{hint}") from err
 
 
 def resolve_norm(config: ModelConfig, weights: str) -> str:
@@ -463,7 +451,7 @@ def build_model(config: ModelConfig, weights: str = "none") -> FasterRCNN:
     if weights == "coco":
         model.load_state_dict(_coco_state_dict(config), strict=False)
     elif is_path:
-        state = load_state_dict_file(weights)
+        state = _weights_file(weights)
         expected = model.state_dict()
         wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
         if wrong:
@@ -484,6 +472,5 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = [
     "ModelConfig", "PRESETS", "get_preset", "build_model", "finalize_config", "resolve_norm", "norm_from_keys",
-    "WeightsUnavailableError", "load_state_dict_file",
-    "count_parameters",
+    "WeightsUnavailableError", "count_parameters",
 ]

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from detector.boxes import xyxy_to_xywh
-from detector.categories import category_to_digit, coco_categories, is_category_id
+from detector.categories import category_to_digit, is_category_id
+from detector.coco_format import coco_dict, write_coco
 from detector.detections import Detections
-from detector.fileio import atomic_write
-from detector.hw2 import ImageRecord
+from detector.hw2 import ImageRecord, image_entry
 from detector.matching import AnnotationSuspect, find_annotation_suspects, match_records
 from detector.refilter import refilter_many
 from studio.paths import user_data_dir
@@ -345,25 +345,17 @@ class ReviewStore:
                     boxes[d.image_id][d.gt_index] = list(d.changes["box"])
                 if "category_id" in d.changes:
                     labels[d.image_id][d.gt_index] = int(d.changes["category_id"])
-        images, annotations = [], []
-        for r in records:
-            images.append({"id": r.image_id, "file_name": r.file_name, "width": r.width, "height": r.height})
-            for g, (box, cid) in enumerate(zip(boxes[r.image_id], labels[r.image_id], strict=False)):
-                if g in deleted[r.image_id]:
-                    continue
-                x, y, w, h = xyxy_to_xywh(np.asarray([box], dtype=np.float32))[0].tolist()
-                annotations.append({"id": len(annotations) + 1, "image_id": r.image_id,
-                                    "bbox": [round(v, 3) for v in (x, y, w, h)], "category_id": cid,
-                                    "area": round(w * h, 3), "iscrowd": 0})
-        return {"images": images, "annotations": annotations, "categories": coco_categories()}
+        annotations = [(r.image_id, xyxy_to_xywh(np.asarray([box], dtype=np.float32))[0].tolist(), cid)
+                       for r in records
+                       for g, (box, cid) in enumerate(zip(boxes[r.image_id], labels[r.image_id], strict=False))
+                       if g not in deleted[r.image_id]]
+        return coco_dict([image_entry(r) for r in records], annotations)
 
     def export(self, records: Sequence[ImageRecord], out_path: Path | None = None) -> Path:
         """Write the corrected COCO json (default: beside the review file, never over the original)."""
         out_path = Path(out_path) if out_path else self.path.with_name(
             self.path.name.removesuffix(REVIEW_SUFFIX) + ".corrected.json")
-        text = json.dumps(self.corrected_coco(records))
-        atomic_write(out_path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        return out_path
+        return write_coco(out_path, self.corrected_coco(records))
 
 
 def _misfit(d: Decision, n_boxes: int, size: tuple[int, int] | None) -> str | None:

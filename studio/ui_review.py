@@ -1,16 +1,14 @@
 """The Annotation review tab: likely label errors, accept / reject / edit each, export corrected COCO.
 
-Every action re-reads the review file, so two browser tabs see (and never overwrite) each other's decisions.
+Gradio wiring only: what it shows and records comes from studio.review_views.ReviewViews.
 """
 from __future__ import annotations
 
 import gradio as gr
 
-from detector.categories import CLASS_NAMES, category_to_digit, digit_to_category
-from detector.images import ImageLoadError, load_rgb
-from studio.drawing import KIND_COLOURS, draw_ground_truth
-from studio.lru import BoundedLRU
-from studio.review import DEFAULT_MIN_SCORE, KIND_TEXT, ReviewError, ReviewStore, Suggestion, find_suggestions
+from detector.categories import CLASS_NAMES, category_to_digit
+from studio.review import DEFAULT_MIN_SCORE, ReviewError
+from studio.review_views import ReviewViews
 from studio.session import Studio, StudioError
 from studio.tempfiles import TEMP
 from studio.ui_controls import problem
@@ -18,98 +16,12 @@ from studio.ui_controls import problem
 LIST_HEADERS = ["#", "suggestion", "image", "kind", "proposal", "model score", "decision", "decided at"]
 LIST_WIDTHS = ["4%", "20%", "6%", "12%", "22%", "9%", "9%", "18%"]  # every column visible, long text wraps
 MIN_SCORE_RANGE = (0.3, 1.0)
-SUGGESTION_LISTS_KEPT = 8  # one list per minimum score asked for
-SUGGESTION_COLOUR = {"missing_annotation": KIND_COLOURS["background"], "wrong_label": KIND_COLOURS["wrong_class"],
-                     "loose_box": KIND_COLOURS["poor_localisation"], "tight_box": KIND_COLOURS["poor_localisation"]}
-
-
-class ReviewViews:
-    """Suggestions (computed once per minimum score from cached candidates) and the shared review store."""
-
-    def __init__(self, studio: Studio) -> None:
-        self.studio = studio
-        self.store: ReviewStore | None = None
-        self.store_error: str | None = None
-        if studio.split is not None:
-            try:
-                self.store = ReviewStore.beside(studio.annotation_file)
-            except ReviewError as err:
-                self.store_error = str(err)
-        self.lists: BoundedLRU[float, list[Suggestion]] = BoundedLRU(SUGGESTION_LISTS_KEPT, 64 << 20,
-                                                                      lambda found: 512 * len(found) + 1024)
-
-    def require_store(self) -> ReviewStore:
-        if self.store is None:
-            raise StudioError(self.store_error or self.studio.data_error or "no validation set loaded")
-        return self.store
-
-    def suggestions(self, min_score: float, progress=None) -> list[Suggestion]:
-        key = round(float(min_score), 3)
-        if (cached := self.lists.get(key)) is not None:
-            return cached
-        self.require_store()
-        state = self.studio.validation(progress)
-        t = self.studio.default_thresholds()
-        found = find_suggestions(self.studio.records, state.candidates, t.score, t.nms_iou, t.class_agnostic, key)
-        return self.lists.put(key, found)
-
-    def find(self, suggestion_id: str, min_score: float) -> Suggestion:
-        for s in self.suggestions(min_score):
-            if s.id == suggestion_id:
-                return s
-        raise StudioError(f"unknown suggestion {suggestion_id!r}; press 'Find likely annotation errors' again")
-
-    def next_undecided(self, after: str, min_score: float) -> str | None:
-        """The first undecided suggestion after `after` (wrapping round); None while `after` is undecided."""
-        found = self.suggestions(min_score)
-        decided = self.require_store().decisions()
-        if after not in decided:  # the decision failed (e.g. a bad box): stay on it
-            return None
-        ids = [s.id for s in found]
-        start = ids.index(after) + 1 if after in ids else 0
-        for sid in ids[start:] + ids[:start]:
-            if sid not in decided:
-                return sid
-        return None
-
-    def table(self, min_score: float) -> list[list]:
-        decisions = self.require_store().decisions()
-        rows = []
-        for i, s in enumerate(self.suggestions(min_score), start=1):
-            d = decisions.get(s.id)
-            rows.append([i, s.id, s.image_id, KIND_TEXT[s.kind], s.describe(), round(s.confidence, 3),
-                         d.decision if d else "", d.time[:19].replace("T", " ") if d else ""])
-        return rows
-
-    def picture(self, s: Suggestion):
-        record = self.studio.record(s.image_id)
-        try:
-            image = load_rgb(record.path)
-        except ImageLoadError as err:
-            raise StudioError(str(err)) from err
-        return draw_ground_truth(image, record.boxes, record.category_ids.tolist(),
-                                 extra=[(s.box, s.category_id, SUGGESTION_COLOUR[s.kind])])
 
 
 def _session(request: gr.Request | None) -> str:
     """Which browser tab decided: enough to tell concurrent reviewers apart in the log."""
     session = getattr(request, "session_hash", None) if request is not None else None
     return f"browser:{session[:8]}" if session else "browser"
-
-
-def _summary(rows: list[list], views: ReviewViews, min_score: float | None = None) -> str:
-    decided = sum(1 for r in rows if r[6])
-    lines = [f"{len(rows)} suggestion(s), {decided} decided. {views.store.note}"]
-    if not rows and min_score is not None:
-        lower = (f"lower the minimum score (e.g. to {DEFAULT_MIN_SCORE}) to see less confident disagreements"
-                 if float(min_score) > DEFAULT_MIN_SCORE else
-                 f"even down to {float(min_score):.2f} it agrees with the labels, or is too unsure to disagree "
-                 "(see its mAP in the Validation tab)")
-        lines.append(f"No suggestion: no prediction at score ≥ {float(min_score):.2f} disagrees with the labels; "
-                     f"{lower}.")
-    if skipped := views.store.skipped(views.studio.records):
-        lines.append(skipped)
-    return "  \n".join(lines)
 
 
 def _box_text(box) -> str:
@@ -156,7 +68,7 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
             rows = views.table(min_score_value)
         except StudioError as err:
             return [], problem(str(err))
-        return rows, _summary(rows, views, min_score_value)
+        return rows, views.summary(rows, min_score_value)
 
     find_btn.click(listing_view, min_score, [listing, summary], api_name="review_list")
 
@@ -164,12 +76,9 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
         try:
             s = views.find((suggestion_id or "").strip(), min_score_value)
             image = views.picture(s)
+            text = views.detail(s)
         except StudioError as err:
             return None, problem(str(err)), gr.skip(), gr.skip()
-        decided = views.store.decisions().get(s.id)
-        text = f"**{KIND_TEXT[s.kind]}** image {s.image_id}: {s.describe()}"
-        if decided:
-            text += f"  \nDecided: **{decided.decision}** at {decided.time[:19]}"
         return image, text, _box_text(s.box), CLASS_NAMES[category_to_digit(s.category_id)]
 
     show_outputs = [picture, described, edit_box, edit_digit]
@@ -187,16 +96,12 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
 
     def decide(suggestion_id, decision, box, digit, min_score_value, author=""):
         try:
-            s = views.find((suggestion_id or "").strip(), min_score_value)
-            record = studio.record(s.image_id)
-            category = digit_to_category(int(digit)) if digit not in (None, "") else None
-            views.require_store().record(s, decision, box=box, category_id=category,
-                                         image_size=(record.width, record.height), author=author)
+            recorded = views.decide(suggestion_id, decision, box, digit, min_score_value, author=author)
             rows = views.table(min_score_value)  # re-read: includes other tabs' decisions
         except (StudioError, ReviewError, ValueError) as err:
             return gr.skip(), problem(str(err)), gr.skip()
-        return (rows, f"✅ {decision} recorded for {s.id} in `{views.store.path}`.",
-                _summary(rows, views, min_score_value))
+        return (rows, f"✅ {decision} recorded for {recorded.suggestion_id} in `{views.store.path}`.",
+                views.summary(rows, min_score_value))
 
     def button_handler(decision: str):
         def handler(sid, box, digit, ms, request: gr.Request):

@@ -246,8 +246,8 @@ def test_detect_calls_leave_a_bounded_number_of_files(running_app: RunningApp, t
 def test_every_cache_stays_within_its_bounds(tiny_checkpoint: Path, tiny_hw2: Path, tmp_path: Path) -> None:
     from studio import cache
     from studio.lru import BoundedLRU
+    from studio.review_views import SUGGESTION_LISTS_KEPT, ReviewViews
     from studio.session import UPLOAD_CACHE_BYTES, UPLOAD_CACHE_SIZE
-    from studio.ui_review import SUGGESTION_LISTS_KEPT, ReviewViews
     from studio.validation import REPORTS_KEPT, ValidationViews
 
     lru = BoundedLRU(3, 100, len)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from detector.boxes import xywh_to_xyxy, xyxy_to_xywh
 from detector.categories import CategoryError, category_to_digit, digit_to_category, digits_to_string
-from detector.hw2 import AnnotationError, list_images, load_split
+from detector.hw2 import AnnotationError, list_images, load_split, records_to_coco
 from detector.images import ImageLoadError, load_rgb
 
 
@@ -37,7 +37,7 @@ def test_clean_split_loads_without_warnings(tiny_hw2: Path) -> None:
     split = load_split(tiny_hw2, "valid")
     assert len(split) == 3 and split.report.warnings == []
     assert "no problems found" in split.report.summary()
-    gt = split.to_coco()
+    gt = records_to_coco(split.records)
     assert all(a["iscrowd"] == 0 and a["area"] > 0 for a in gt["annotations"])
     assert [i for i, _ in list_images(tiny_hw2 / "test")] == [1, 2]
 

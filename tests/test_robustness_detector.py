@@ -204,6 +204,20 @@ def test_nan_or_inf_weights_are_refused_with_a_count(tiny_checkpoint: Path, tmp_
         build_model(_tiny_config(), weights=str(tmp_path / "nan_weights.safetensors"))
 
 
+def test_backbone_weights_go_through_the_same_reader(tmp_path: Path) -> None:
+    """The EfficientNet backbone reads weights= PATH as the detector does: nested layouts unwrapped, NaN refused."""
+    from detector.backbones.efficientnet_lite import BackboneWeightsError, efficientnet_lite_fpn
+
+    state = efficientnet_lite_fpn("lite0", weights="none").body.state_dict()
+    torch.save({"model": state}, tmp_path / "nested.pth")  # a training script's checkpoint layout
+    loaded = efficientnet_lite_fpn("lite0", weights=str(tmp_path / "nested.pth")).body.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in loaded.items())  # frozen BN keeps no batch counter
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    save_file({**state, key: torch.full_like(state[key], float("nan"))}, str(tmp_path / "nan.safetensors"))
+    with pytest.raises(BackboneWeightsError, match=rf"nan.safetensors: 1 of {len(state)} tensors hold NaN or Inf"):
+        efficientnet_lite_fpn("lite0", weights=str(tmp_path / "nan.safetensors"))
+
+
 # ---------------------------------------------------------------------------------- 4. hostile JSON files
 def test_deeply_nested_annotation_file_is_a_clear_error(tiny_hw2: Path) -> None:
     (tiny_hw2 / "valid.json").write_text("[" * 100_000)

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.hw2 import load_annotation_file, load_split
-from training.svhn_convert import DigitStructError, convert, main, read_digit_struct, select_indices
+from detector.hw2 import LoadReport, load_annotation_file, load_split
+from training.svhn_convert import (
+    CONVERTED,
+    COPIED,
+    LINKED,
+    DigitStructError,
+    convert,
+    main,
+    read_digit_struct,
+    select_indices,
+)
 
 # name, image size (w, h), digits as (left, top, width, height, label); label 10 is the digit 0
 ENTRIES = [
@@ -72,12 +81,21 @@ def test_reads_inline_and_referenced_fields(svhn):
         assert entry.digits.tolist() == [d[4] % 10 for d in digits]
 
 
+def test_the_conversion_reports_its_repairs_as_the_loader_does(svhn, tmp_path):
+    mat, images = svhn
+    report = convert(mat, images, tmp_path / "DATA", "test")
+    assert isinstance(report, LoadReport)  # one report type for loading and converting
+    assert report.warnings == ["1 boxes clipped to the image (e.g. 4.jpg bbox [40.0, 3.0, 15.0, 22.0])"]
+    assert report.summary().startswith(f"{mat} -> test: loaded 5 images, 9 boxes (")
+    assert "1 converted to PNG); 1 boxes clipped to the image" in report.summary()
+
+
 def test_test_split_takes_everything_and_loads_clean(svhn, tmp_path):
     mat, images = svhn
     out = tmp_path / "DATA"
     report = convert(mat, images, out, "test")
-    assert report.images == len(ENTRIES) and report.clipped_boxes == 1 and report.dropped_boxes == 0
-    assert report.converted == 1 and report.linked + report.copied == len(ENTRIES) - 1
+    assert report.images == len(ENTRIES) and report.clipped_boxes == 1 and report.dropped_degenerate_boxes == 0
+    assert report.placed[CONVERTED] == 1 and report.placed[LINKED] + report.placed[COPIED] == len(ENTRIES) - 1
     assert sorted(p.name for p in (out / "test").iterdir()) == [f"{i}.png" for i in range(1, len(ENTRIES) + 1)]
     split = load_annotation_file(out / "test.json", out / "test")
     assert split.report.warnings == []

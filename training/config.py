@@ -18,13 +18,13 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from detector.coco_eval import BACKENDS as COCO_BACKENDS
 from detector.models import PRESETS, WEIGHT_CHOICES, ModelConfig, get_preset
 from detector.scoring import MAP_SCORE_FLOOR
 from training.losses import LOSSES
 
 AMP_CHOICES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd")
-COCO_BACKENDS = ("pycocotools", "faster_coco_eval")
 ALIASES = {"imgsz": "min_size", "batch_size": "batch", "wd": "weight_decay", "lr0": "lr", "extra_valid": "extra_val"}
 
 

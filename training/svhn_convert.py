@@ -17,20 +17,21 @@ when not PNG) and DATA/<split>.json is COCO with category_id = digit + 1. Boxes 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from detector.boxes import clip_xyxy, xywh_to_xyxy, xyxy_to_xywh
-from detector.categories import coco_categories, digit_to_category
+from detector.boxes import xyxy_to_xywh
+from detector.categories import digit_to_category
+from detector.coco_format import coco_dict, write_coco
+from detector.hw2 import LoadReport, repair_boxes
 from detector.images import ImageLoadError, load_rgb
 
 BBOX_FIELDS = ("height", "left", "top", "width", "label")
@@ -145,29 +146,11 @@ def select_indices(count: int, split: str, valid_fraction: float, seed: int) -> 
     return sorted(int(i) for i in chosen)
 
 
-@dataclass
-class ConvertReport:
-    split: str
-    images: int = 0
-    boxes: int = 0
-    linked: int = 0
-    copied: int = 0
-    converted: int = 0
-    clipped_boxes: int = 0
-    dropped_boxes: int = 0
-    examples: list[str] = field(default_factory=list)
-
-    def summary(self) -> str:
-        text = (f"{self.split}: {self.images} images, {self.boxes} boxes "
-                f"({self.linked} linked, {self.copied} copied, {self.converted} converted to PNG)")
-        if self.clipped_boxes or self.dropped_boxes:
-            text += (f"; {self.clipped_boxes} boxes clipped to the image, {self.dropped_boxes} empty after clipping"
-                     f" dropped (e.g. {'; '.join(self.examples)})")
-        return text
+LINKED, COPIED, CONVERTED = "linked", "copied", "converted to PNG"  # LoadReport.placed keys
 
 
-def _place_image(source: Path, target: Path, link: bool, report: ConvertReport) -> tuple[int, int]:
-    """Put `source` at `target` as a PNG; returns (width, height) as stored."""
+def _place_image(source: Path, target: Path, link: bool, report: LoadReport) -> tuple[int, int]:
+    """Put `source` at `target` as a PNG, counted in `report.placed`; returns (width, height) as stored."""
     if not source.is_file():
         raise DigitStructError(f"{source}: image named in digitStruct not found")
     try:
@@ -179,19 +162,19 @@ def _place_image(source: Path, target: Path, link: bool, report: ConvertReport) 
         if link:
             try:
                 os.link(source, target)
-                report.linked += 1
+                report.placed[LINKED] += 1
                 return size
             except OSError:  # another file system, or links not allowed: copy instead
                 pass
         shutil.copyfile(source, target)
-        report.copied += 1
+        report.placed[COPIED] += 1
         return size
     try:
         rgb = load_rgb(source)
     except ImageLoadError as err:
         raise DigitStructError(str(err)) from err
     rgb.save(target, format="PNG")
-    report.converted += 1
+    report.placed[CONVERTED] += 1
     return rgb.size  # load_rgb applies EXIF rotation, so this is the size of what was written
 
 
@@ -220,17 +203,18 @@ def convert(
     link: bool = True,
     overwrite: bool = False,
     progress: bool = False,
-) -> ConvertReport:
-    """Write DATA/<split>/<id>.png and DATA/<split>.json from a digitStruct.mat and its image folder."""
+) -> LoadReport:
+    """Write DATA/<split>/<id>.png and DATA/<split>.json from a digitStruct.mat and its image folder; the report
+    counts the images, the boxes, the box repairs and how each image file was placed (`placed`)."""
     images, out = Path(images), Path(out)
     if not images.is_dir():
         raise DigitStructError(f"{images}: image folder not found")
     entries = read_digit_struct(mat)
     chosen = select_indices(len(entries), split, valid_fraction, seed)
     image_dir, ann_path = _prepare_output(out, split, overwrite)
-    report = ConvertReport(split=split)
+    report = LoadReport(source=f"{mat} -> {split}", placed={LINKED: 0, COPIED: 0, CONVERTED: 0})
     coco_images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
+    annotations: list[tuple[int, list[float], int]] = []
     if progress:
         from tqdm import tqdm
 
@@ -240,24 +224,11 @@ def convert(
         width, height = _place_image(images / entry.name, image_dir / f"{image_id}.png", link, report)
         coco_images.append({"id": image_id, "file_name": f"{image_id}.png", "width": width, "height": height,
                             "svhn_name": entry.name})
-        raw = xywh_to_xyxy(entry.boxes_xywh)
-        clipped = clip_xyxy(raw, width, height)
-        moved = np.any(np.abs(clipped - raw) > 1e-3, axis=1)
-        keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
-        report.clipped_boxes += int((moved & keep).sum())
-        report.dropped_boxes += int((~keep).sum())
-        if (moved.any() or not keep.all()) and len(report.examples) < 3:
-            report.examples.append(f"{entry.name} {entry.boxes_xywh[moved | ~keep][0].tolist()}")
-        for box, digit in zip(xyxy_to_xywh(clipped[keep]).tolist(), entry.digits[keep].tolist(), strict=False):
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": image_id, "bbox": [round(v, 3) for v in box],
-                "category_id": digit_to_category(int(digit)), "area": round(box[2] * box[3], 3), "iscrowd": 0,
-            })
+        boxes, keep = repair_boxes(entry.boxes_xywh.tolist(), width, height, report, entry.name)
+        for box, digit in zip(xyxy_to_xywh(boxes).tolist(), entry.digits[keep].tolist(), strict=False):
+            annotations.append((image_id, box, digit_to_category(int(digit))))
     report.images, report.boxes = len(coco_images), len(annotations)
-    coco = {"images": coco_images, "annotations": annotations, "categories": coco_categories()}
-    partial = ann_path.with_suffix(".json.partial")
-    partial.write_text(json.dumps(coco), encoding="utf-8")
-    partial.replace(ann_path)
+    write_coco(ann_path, coco_dict(coco_images, annotations))
     return report
 
 

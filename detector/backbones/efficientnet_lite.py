@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, StochasticDepth
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from detector.fileio import TensorFileError, read_tensor_file
+from detector.fileio import TensorFileError, load_state_dict_file
 
 # Per-channel RGB normalisation for tensors in [0, 1] (TF: (x - 127) / 128 on 0..255).
 IMAGE_MEAN: tuple[float, float, float] = (127.0 / 255.0,) * 3
@@ -256,21 +256,15 @@ def imagenet_weights_path(variant: str = "lite0") -> Path:
     return path
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a tensor-only state dict (.safetensors, or torch.save with weights_only=True: never arbitrary pickles)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BackboneWeightsError(f"backbone weights file not found: {path}")
+def _backbone_weights(path: str | Path) -> dict[str, Tensor]:
+    """A backbone weights file, read by detector.fileio's one state-dict reader (never arbitrary pickles)."""
     try:
-        state = read_tensor_file(path)
-    except TensorFileError as error:  # unpickling refusals, truncated or foreign files: one clear message
+        return load_state_dict_file(path)
+    except TensorFileError as error:  # missing, unpickling refusals, truncated or foreign files: one clear message
         raise BackboneWeightsError(
             f"cannot read backbone weights {path}: expected a plain tensor state dict (.pth/.pt saved with "
             f"torch.save(state_dict) or .safetensors); arbitrary pickled objects are refused. Cause: {error}"
         ) from error
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise BackboneWeightsError(f"backbone weights {path} is not a flat name -> tensor state dict")
-    return dict(state)
 
 
 def _load_into_body(body: EfficientNetLiteBody, state: dict[str, Tensor], variant: str, source: str) -> None:
@@ -343,9 +337,9 @@ def efficientnet_lite_fpn(
     body = EfficientNetLiteBody(variant, return_groups, norm_for_group, drop_path_rate)
     if weights == "imagenet":
         path = imagenet_weights_path(variant)
-        _load_into_body(body, load_state_dict_file(path), variant, str(path))
+        _load_into_body(body, _backbone_weights(path), variant, str(path))
     elif pretrained:
-        _load_into_body(body, load_state_dict_file(weights), variant, str(weights))
+        _load_into_body(body, _backbone_weights(weights), variant, str(weights))
     else:
         _init_random(body)
 

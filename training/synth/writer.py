@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from detector.categories import coco_categories
+from detector.coco_format import coco_dict, write_coco
 from training.synth.fonts import all_typefaces, font_search_paths, probe_state, use_probe_state
 from training.synth.geometry import GEOMETRY_FILE, read_coco
 from training.synth.render import VISIBLE_INK_MIN, render_sample, render_twin
@@ -109,6 +109,7 @@ def _task_star(args: tuple[Task, str]) -> tuple:
 
 
 def _coco(results: list[tuple]) -> dict:
+    """The split's COCO dict: boxes to 0.01 px, clipped to the image, empty ones left out."""
     from detector.boxes import xyxy_to_xywh  # imports torch: kept off the worker start-up path
 
     images, annotations = [], []
@@ -118,13 +119,10 @@ def _coco(results: list[tuple]) -> dict:
         xyxy[:, [0, 2]] = xyxy[:, [0, 2]].clip(0, width)
         xyxy[:, [1, 3]] = xyxy[:, [1, 3]].clip(0, height)
         for (x, y, w, h), c in zip(xyxy_to_xywh(xyxy).tolist(), cats, strict=False):
-            w, h = round(w, 2), round(h, 2)
-            if w <= 0 or h <= 0:
-                continue
-            annotations.append({"id": len(annotations) + 1, "image_id": index,
-                                "bbox": [round(x, 2), round(y, 2), w, h], "category_id": int(c),
-                                "area": round(w * h, 2), "iscrowd": 0})
-    return {"images": images, "annotations": annotations, "categories": coco_categories()}
+            w, h = round(w, 2), round(h, 2)  # area is w * h of the rounded size
+            if w > 0 and h > 0:
+                annotations.append((index, (x, y, w, h), c))
+    return coco_dict(images, annotations, decimals=2)
 
 
 def _twin_layouts(path: str | Path) -> list[tuple[int, int, list, list, int]]:
@@ -199,7 +197,7 @@ def generate_dataset(out: str | Path, counts: dict[str, int] | None = None, seed
     for split in SPLITS:
         results[split].sort(key=lambda r: r[1])
     for split in ("train", "valid"):
-        (out / f"{split}.json").write_text(json.dumps(_coco(results[split])), encoding="utf-8")
+        write_coco(out / f"{split}.json", _coco(results[split]))
     meta = {
         "generator": {
             "version": code_version(), "seed": int(seed), "styles": share,
