@@ -21,12 +21,12 @@ from safetensors.torch import save_file
 
 from detector.categories import CLASS_NAMES
 from detector.fileio import atomic_write, nonfinite_tensors, tensor_file_kind
-from detector.jsonsafe import is_number, loads
+from detector.jsonsafe import loads
 from detector.models import ModelConfig, build_model, norm_from_keys
+from detector.thresholds import Thresholds
 
 FORMAT_ID = "hw2-digit-detector/1"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "assets" / "default.safetensors"
-DEFAULT_THRESHOLDS = {"score": 0.5, "nms_iou": 0.5, "number_score": 0.7, "class_agnostic": False}
 
 
 class CheckpointError(ValueError):
@@ -39,26 +39,23 @@ class CheckpointMeta:
 
     config: ModelConfig
     class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
-    thresholds: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+    thresholds: Thresholds = field(default_factory=Thresholds)
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     code_version: str = ""
     created: str = ""
 
-    def read_thresholds(self, nms_iou: float | None = None, class_agnostic: bool | None = None,
-                        number_score: float | None = None) -> tuple[float, bool, float]:
-        """(NMS IoU, class-agnostic, number score) for reading numbers: the checkpoint's own, each overridable."""
+    def read_thresholds(self) -> tuple[float, bool, float]:
+        """Only for benchmarks/real_anchor.py until it reads `meta.thresholds` (a Thresholds) directly."""
         t = self.thresholds
-        return (float(t["nms_iou"] if nms_iou is None else nms_iou),
-                bool(t.get("class_agnostic", False)) if class_agnostic is None else class_agnostic,
-                float(t["number_score"] if number_score is None else number_score))
+        return t.nms_iou, t.class_agnostic, t.number_score
 
     def to_header(self) -> dict[str, str]:
         return {
             "format": FORMAT_ID,
             "config": self.config.to_json(),
             "meta": json.dumps(
-                {"class_names": self.class_names, "thresholds": self.thresholds, "training": self.training,
+                {"class_names": self.class_names, "thresholds": self.thresholds.to_dict(), "training": self.training,
                  "metrics": self.metrics, "code_version": self.code_version, "created": self.created},
                 sort_keys=True,
             ),
@@ -86,16 +83,7 @@ def _checked_meta(meta: Any) -> dict[str, Any]:
     """CheckpointMeta's fields besides config, from the header's 'meta' JSON; ValueError names a bad one."""
     if not isinstance(meta, dict):
         raise ValueError(f"meta should be an object, got {type(meta).__name__}")
-    thresholds = meta.get("thresholds", {})
-    if not isinstance(thresholds, dict):
-        raise ValueError(f"thresholds should be an object, got {type(thresholds).__name__}")
-    thresholds = {**DEFAULT_THRESHOLDS, **thresholds}
-    for key in ("score", "nms_iou", "number_score"):
-        value = thresholds[key]
-        if not (is_number(value) and 0.0 <= value <= 1.0):
-            raise ValueError(f"thresholds.{key} should be a number in [0, 1], got {str(value)[:40]}")
-    if not isinstance(thresholds["class_agnostic"], bool):
-        raise ValueError(f"thresholds.class_agnostic should be true or false, got {str(thresholds['class_agnostic'])[:40]}")
+    thresholds = Thresholds.from_dict(meta.get("thresholds", {}))
     class_names = meta.get("class_names", list(CLASS_NAMES))
     if not (isinstance(class_names, list) and len(class_names) == len(CLASS_NAMES)
             and all(isinstance(n, str) for n in class_names)):
@@ -222,13 +210,18 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
 
 
 def update_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
-    """Rewrite a checkpoint with some metadata fields changed (e.g. thresholds saved from the app); atomic."""
+    """Rewrite a checkpoint with some metadata fields changed (e.g. thresholds saved from the app); atomic.
+
+    Object fields are merged: `thresholds` takes a Thresholds or some of its keys ({"number_score": 0.6}).
+    """
     path = Path(path)
     state, meta = read_state_dict(path)
     for key, value in changes.items():
         if not hasattr(meta, key) or key == "config":
             raise ValueError(f"cannot update checkpoint field {key!r}")
         current = getattr(meta, key)
+        if isinstance(current, Thresholds) and not isinstance(value, Thresholds):
+            value = Thresholds.from_dict({**current.to_dict(), **value})
         setattr(meta, key, {**current, **value} if isinstance(current, dict) else value)
     atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta.to_header()))
     return meta

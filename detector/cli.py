@@ -16,6 +16,7 @@ from detector.hw2 import IMAGE_SUFFIXES, AnnotationError, load_split, scan_image
 from detector.images import ImageLoadError
 from detector.models import WeightsUnavailableError
 from detector.scoring import MAP_SCORE_FLOOR as JSON_SCORE_FLOOR
+from detector.thresholds import Thresholds
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -26,7 +27,15 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nms-iou", type=float, default=None, help="NMS IoU threshold (default: the checkpoint's)")
     p.add_argument("--class-agnostic", action=argparse.BooleanOptionalAction, default=None,
                    help="NMS across classes (digits never overlap) or per class (default: the checkpoint's)")
+    p.add_argument("--number-threshold", type=float, default=None,
+                   help="score threshold for reading numbers (default: the checkpoint's calibrated one)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _thresholds(args: argparse.Namespace, checkpoint: Thresholds) -> Thresholds:
+    """The checkpoint's thresholds with the command line's over them: the one way to override them."""
+    return checkpoint.override(nms_iou=args.nms_iou, class_agnostic=args.class_agnostic,
+                               number_score=args.number_threshold)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,15 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder for pred.json and pred.csv")
     p.add_argument("--score-floor", type=float, default=JSON_SCORE_FLOOR,
                    help=f"lowest score written to pred.json (default {JSON_SCORE_FLOOR})")
-    p.add_argument("--number-threshold", type=float, default=None,
-                   help="score threshold for reading numbers into pred.csv (default: the checkpoint's calibrated one)")
 
     p = sub.add_parser("evaluate", help="COCO mAP (12 stats) and number accuracy on a labelled split")
     _add_common(p)
     p.add_argument("--data", type=Path, required=True, help="HW2 data folder with valid.json and valid/")
     p.add_argument("--split", default="valid", choices=("train", "valid"))
     p.add_argument("--backend", default="pycocotools", choices=("pycocotools", "faster_coco_eval"))
-    p.add_argument("--number-threshold", type=float, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
 
     p = sub.add_parser("info", help="print a checkpoint's metadata (without loading its weights)")
@@ -61,14 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _thresholds(args: argparse.Namespace, meta: CheckpointMeta) -> tuple[float, bool, float]:
-    return meta.read_thresholds(args.nms_iou, args.class_agnostic, args.number_threshold)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    from detector.number import read_number
     from detector.predictor import Predictor
-    from detector.refilter import refilter
+    from detector.refilter import above_score, refilter
     from detector.results_io import write_pred_csv, write_pred_json
 
     folder = scan_images(args.images)
@@ -78,23 +79,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not items:
         raise AnnotationError(f"{args.images}: no images named <id>.<ext> found ({' '.join(IMAGE_SUFFIXES)})")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    nms_iou, agnostic, number_threshold = _thresholds(args, predictor.meta)
+    t = _thresholds(args, predictor.meta.thresholds)
     detections, readings, failed = {}, {}, []
     for image_id, result in predictor.candidates_for_paths(items, args.batch_size, progress=not args.no_progress):
         if isinstance(result, Exception):
             failed.append(str(result))
             readings[image_id] = -1
             continue
-        final = refilter(result, args.score_floor, nms_iou, agnostic)
-        detections[image_id] = final
-        readings[image_id] = read_number(final, number_threshold)
+        # one NMS at the lower of the two cuts: pred.json's floor does not change the numbers read (see refilter)
+        final = refilter(result, min(args.score_floor, t.number_score), t.nms_iou, t.class_agnostic)
+        detections[image_id] = above_score(final, args.score_floor)
+        readings[image_id] = t.number(final)
     ids = [i for i, _ in items]
     json_path = write_pred_json(args.out / "pred.json", detections, image_ids=ids)
     csv_path = write_pred_csv(args.out / "pred.csv", readings, image_ids=ids)
     n_boxes = sum(len(d) for d in detections.values())
     print(f"wrote {json_path} ({n_boxes} boxes, score >= {args.score_floor}) and {csv_path} "
-          f"({len(ids)} rows, number threshold {number_threshold:.2f}, NMS IoU {nms_iou:.2f}"
-          f"{', class-agnostic' if agnostic else ''})")
+          f"({len(ids)} rows, number threshold {t.number_score:.2f}, NMS IoU {t.nms_iou:.2f}"
+          f"{', class-agnostic' if t.class_agnostic else ''})")
     for message in failed:
         print(f"warning: no prediction for an unreadable or unusable image (pred_label -1): {message}",
               file=sys.stderr)
@@ -109,13 +111,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     split = load_split(args.data, args.split)
     print(split.report.summary())
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    nms_iou, agnostic, number_threshold = _thresholds(args, predictor.meta)
-    score = score_split(predictor, split, nms_iou=nms_iou, class_agnostic=agnostic, number_threshold=number_threshold,
-                        backend=args.backend, batch_size=args.batch_size, progress=not args.no_progress)
+    t = _thresholds(args, predictor.meta.thresholds)
+    score = score_split(predictor, split, t, backend=args.backend, batch_size=args.batch_size,
+                        progress=not args.no_progress)
     width = max(len(n) for n in STAT_NAMES)
     for name in STAT_NAMES:
         print(f"{name:<{width}}  {score.metrics[name]:.4f}")
-    print(f"{'number accuracy':<{width}}  {score.number_accuracy:.4f}  (number threshold {number_threshold:.2f})")
+    print(f"{'number accuracy':<{width}}  {score.number_accuracy:.4f}  (number threshold {t.number_score:.2f})")
     if args.json:
         args.json.write_text(json.dumps(score.row(), indent=2))
     return 0
@@ -124,7 +126,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     meta = read_meta(args.checkpoint)
     print(json.dumps({"config": meta.config.to_dict(), "class_names": meta.class_names,
-                      "thresholds": meta.thresholds, "metrics": meta.metrics, "training": meta.training,
+                      "thresholds": meta.thresholds.to_dict(), "metrics": meta.metrics, "training": meta.training,
                       "code_version": meta.code_version, "created": meta.created}, indent=2))
     return 0
 

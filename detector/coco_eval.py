@@ -19,7 +19,7 @@ from detector.categories import coco_categories
 from detector.detections import Detections
 from detector.hw2 import ImageRecord, records_to_coco
 from detector.matching import detections_for
-from detector.number import number_value, read_number
+from detector.number import NumberReading, number_value, read_number
 from detector.refilter import above_score, refilter_many
 from detector.results_io import detections_to_coco_results, validate_pred_json
 
@@ -128,12 +128,16 @@ def _metrics(evaluator, backend: str) -> CocoMetrics:
 
 def number_accuracy(records: Sequence[ImageRecord], detections_by_id: Mapping[int, Detections],
                     score_threshold: float) -> float:
-    """Task 2: the share of images whose whole number is read right, compared as pred.csv's integers."""
+    """Task 2: the share of images whose whole number, read at `score_threshold`, is right."""
+    dets = detections_for(records, detections_by_id)
+    return reading_accuracy(records, {r.image_id: read_number(d, score_threshold) for r, d in zip(records, dets, strict=True)})
+
+
+def reading_accuracy(records: Sequence[ImageRecord], readings: Mapping[int, NumberReading]) -> float:
+    """The share of records whose number was read right, compared as pred.csv's integers."""
     if not records:
         raise ValueError("number_accuracy needs at least one record")
-    dets = detections_for(records, detections_by_id)
-    right = sum(read_number(d, score_threshold).value == number_value(r.number) for r, d in zip(records, dets, strict=False))
-    return right / len(records)
+    return sum(readings[r.image_id].value == number_value(r.number) for r in records) / len(records)
 
 
 class SweepPoint(NamedTuple):

@@ -24,7 +24,7 @@ from torchvision.ops import box_iou
 from detector.categories import CLASS_NAMES, NUM_DIGITS, category_to_digit
 from detector.detections import Detections
 from detector.hw2 import ImageRecord
-from detector.number import number_value, read_number
+from detector.number import NumberReading, number_value, read_number
 
 MATCH_IOU = 0.5
 TOUCH_IOU = 0.1
@@ -85,8 +85,12 @@ class ImageMatch:
 
 
 def match_image(pred: Detections, gt_boxes: np.ndarray | torch.Tensor, gt_labels: np.ndarray | torch.Tensor,
-                image_id: int = -1) -> ImageMatch:
-    """Judge `pred` (final detections: already score-filtered and NMS'd) against xyxy GT boxes."""
+                image_id: int = -1, number: NumberReading | None = None) -> ImageMatch:
+    """Judge `pred` (final detections: already score-filtered and NMS'd) against xyxy GT boxes.
+
+    `number` is the image's number as the caller read it (detector.scoring reads it at the number threshold, which
+    may keep boxes below `pred`'s score cut); without it, every box of `pred` is read.
+    """
     pred = pred.to("cpu")
     gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
     gt_labels_np = torch.as_tensor(gt_labels, dtype=torch.int64).reshape(-1).numpy()
@@ -117,7 +121,7 @@ def match_image(pred: Detections, gt_boxes: np.ndarray | torch.Tensor, gt_labels
     gt_text = _number_of(gt_boxes, gt_labels_np)
     return ImageMatch(image_id=image_id, pred=pred, gt_boxes=gt_boxes.numpy(), gt_labels=gt_labels_np, ious=ious,
                       kinds=kinds, gt_index=gt_index, iou=iou, gt_matched_by=matched_by,
-                      number_read=read_number(pred, 0.0).text, number_true=gt_text)
+                      number_read=(read_number(pred, 0.0) if number is None else number).text, number_true=gt_text)
 
 
 def _number_of(gt_boxes: torch.Tensor, gt_labels: np.ndarray) -> str:

@@ -19,9 +19,9 @@ from detector.detections import Detections
 from detector.images import ImageLoadError
 from detector.number import NumberReading
 from detector.results_io import detections_to_coco_results
+from detector.thresholds import Thresholds
 from studio.drawing import draw_detections
 from studio.session import Studio
-from studio.thresholds import Thresholds
 from studio.uploads import plan_uploads, read_one, release_free_memory
 
 SHOWN_DIGITS = 16  # a house number is a few digits; an untrained model can "read" hundreds

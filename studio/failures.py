@@ -4,30 +4,27 @@ One `FailureReport` holds everything the view shows at one set of thresholds: CO
 per-class AP, PR curve), number accuracy, the confusion matrix and every image's match, sorted by how
 wrong it is and filterable by failure type and digit. Nothing here runs the model.
 
-The metrics come from `detector.scoring.score_split`, the function `python -m detector evaluate` prints, fed
-the cached candidates: mAP counts every box down to its floor (0.05), not only those above the score slider
-(scoring at the slider's 0.5 once showed mAP 0.741 where the CLI and the model card said 0.746).
+The metrics, the numbers read and their accuracy come from `detector.scoring.score_candidates`, the function
+`python -m detector evaluate` prints, fed the cached candidates: mAP counts every box down to its floor (0.05),
+not only those above the score slider (scoring at the slider's 0.5 once showed mAP 0.741 where the CLI and the
+model card said 0.746). This module adds only the per-image matching, the confusion matrix and the gallery.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
 from detector.categories import CLASS_NAMES, category_to_digit
 from detector.coco_eval import CocoMetrics
 from detector.detections import Detections
-from detector.hw2 import ImageRecord, LoadReport, Split
-from detector.images import ImageLoadError
+from detector.hw2 import ImageRecord
 from detector.matching import MISSED, ImageMatch, confusion_matrix, detections_for, match_image
-from detector.refilter import above_score, refilter_many
-from detector.scoring import MAP_SCORE_FLOOR, score_split
-from studio.thresholds import Thresholds
+from detector.refilter import above_score
+from detector.scoring import score_candidates
+from detector.thresholds import Thresholds
 
 ANY = "any"
 NUMBER_WRONG = "number wrong"
@@ -120,25 +117,6 @@ def _fmt(value: float) -> float | None:
     return None if value < 0 else round(float(value), 4)
 
 
-class CachedPredictions:
-    """What detector.scoring asks of a Predictor, answered from candidates computed earlier: the app scores
-    with the CLI's own function instead of a copy of it. Unreadable images are reported as errors, so they
-    are left out exactly as `python -m detector evaluate` leaves them out."""
-
-    def __init__(self, candidates: Mapping[int, Detections], unreadable: Mapping[int, str],
-                 thresholds: Thresholds) -> None:
-        self.candidates, self.unreadable = candidates, unreadable
-        self.meta = SimpleNamespace(thresholds=thresholds.as_meta())  # what score_split defaults to
-
-    def candidates_for_paths(self, items: Iterable[tuple[int, Path]], batch_size: int = 8, progress: bool = True,
-                             total: int | None = None) -> Iterator[tuple[int, Detections | Exception]]:
-        for image_id, _ in items:
-            if image_id in self.unreadable:
-                yield image_id, ImageLoadError(self.unreadable[image_id])
-            else:
-                yield image_id, self.candidates.get(image_id, Detections.empty())
-
-
 def build_report(
     records: Sequence[ImageRecord],
     candidates_by_id: Mapping[int, Detections],
@@ -153,26 +131,15 @@ def build_report(
     if all(r.image_id in unreadable for r in records):
         raise ValueError(f"none of the {len(records)} validation images could be read, e.g. "
                          f"{next(iter(unreadable.values()))}")
-    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    candidates = {r.image_id: d for r, d in zip(records, detections_for(records, candidates_by_id), strict=False)}
-    kept = refilter_many(candidates, min(thresholds.score, MAP_SCORE_FLOOR), thresholds.nms_iou,
-                         thresholds.class_agnostic)  # greedy NMS: the boxes above any higher cut are the same
+    readable = {r.image_id: d for r, d in zip(records, detections_for(records, candidates_by_id), strict=True)
+                if r.image_id not in unreadable}  # left out of every figure, as `python -m detector evaluate` does
+    score = score_candidates(records, readable, thresholds, backend=backend)
     t1 = time.perf_counter()
-    seconds["refilter"] = t1 - t0
-    matches = []
-    for r in records:
-        m = match_image(above_score(kept[r.image_id], thresholds.score), r.boxes, r.category_ids, image_id=r.image_id)
-        # the number is read at its own threshold from every box above it, as pred.csv and the CLI read it
-        matches.append(dataclasses.replace(m, number_read=thresholds.number(kept[r.image_id]).text))
+    nothing = Detections.empty()
+    matches = [match_image(above_score(score.final.get(r.image_id, nothing), thresholds.score), r.boxes,
+                           r.category_ids, image_id=r.image_id, number=score.readings.get(r.image_id))
+               for r in records]  # an unreadable image shows as all missed, its number as not read
     cm = confusion_matrix(matches)
-    t2 = time.perf_counter()
-    seconds["match"] = t2 - t1
-    split = Split("valid", Path("."), list(records), LoadReport(source="studio"))
-    replay = CachedPredictions(candidates, unreadable, thresholds)
-    score = score_split(replay, split, nms_iou=thresholds.nms_iou,  # type: ignore[arg-type]  (duck-typed)
-                        class_agnostic=thresholds.class_agnostic, number_threshold=thresholds.number_score,
-                        backend=backend, progress=False)
-    seconds["coco"] = time.perf_counter() - t2
-    seconds["total"] = time.perf_counter() - t0
+    seconds = {**score.seconds, "match": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return FailureReport(thresholds, score.metrics, score.number_accuracy, matches, cm, seconds)

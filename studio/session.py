@@ -21,10 +21,10 @@ from detector.checkpoint import CheckpointMeta, read_meta, update_meta
 from detector.detections import Detections
 from detector.hw2 import AnnotationError, ImageRecord, Split, load_annotation_file
 from detector.predictor import Predictor
+from detector.thresholds import Thresholds
 from studio import cache
 from studio.lru import BoundedLRU, detections_nbytes
 from studio.paths import DEFAULT_CHECKPOINT, DEFAULT_DATA, SAMPLES_DIR, annotation_paths
-from studio.thresholds import Thresholds
 
 Progress = Callable[[int, int], None]
 UPLOAD_CACHE_SIZE = 64
@@ -113,7 +113,7 @@ class Studio:
         return self.predictor.meta if self.predictor else None
 
     def default_thresholds(self) -> Thresholds:
-        return Thresholds.from_meta(self.meta.thresholds) if self.meta else Thresholds()
+        return self.meta.thresholds if self.meta else Thresholds()
 
     @property
     def records(self) -> list[ImageRecord]:
@@ -233,7 +233,7 @@ class Studio:
     def save_thresholds(self, thresholds: Thresholds, metrics: dict | None = None) -> CheckpointMeta:
         """Write thresholds (and the sweep's figures) into the checkpoint; the loaded model picks them up."""
         predictor = self.require_model()
-        changes: dict = {"thresholds": thresholds.as_meta()}
+        changes: dict = {"thresholds": thresholds}
         if metrics:
             changes["metrics"] = metrics
         try:

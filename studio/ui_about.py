@@ -14,7 +14,7 @@ def build_about_tab(studio: Studio) -> None:
         gr.Markdown(f"**Checkpoint** `{studio.checkpoint}` (code {meta.code_version or 'unknown'}, "
                     f"created {meta.created or 'unknown'}); candidates are kept down to score "
                     f"{studio.predictor.score_floor} with NMS off, so every threshold above is applied afterwards.")
-        gr.JSON({"thresholds": meta.thresholds, "metrics": meta.metrics, "training": meta.training,
+        gr.JSON({"thresholds": meta.thresholds.to_dict(), "metrics": meta.metrics, "training": meta.training,
                  "config": meta.config.to_dict()}, label="Checkpoint metadata")
     if studio.split is None:
         gr.Markdown(f"⚠️ {studio.data_error}")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from studio.thresholds import Thresholds
+from detector.thresholds import Thresholds
 
 
 @dataclass

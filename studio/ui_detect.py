@@ -9,10 +9,10 @@ import json
 
 import gradio as gr
 
+from detector.thresholds import Thresholds
 from studio.detect import TABLE_HEADERS, DetectOutcome, run_detect
 from studio.session import Studio, StudioError
 from studio.tempfiles import TEMP
-from studio.thresholds import Thresholds
 from studio.ui_controls import ThresholdControls, problem
 from studio.uploads import LIMITS_NOTE
 

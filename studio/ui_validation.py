@@ -4,11 +4,11 @@ from __future__ import annotations
 import gradio as gr
 
 from detector.scoring import MAP_SCORE_FLOOR
+from detector.thresholds import Thresholds
 from studio.drawing import legend_html
 from studio.failures import ANY, ANY_ERROR, DIGIT_CHOICES, FAILURE_TYPES, FailureReport
 from studio.plots import confusion_figure, pr_figure, sweep_figure
 from studio.session import Studio, StudioError
-from studio.thresholds import Thresholds
 from studio.ui_controls import ThresholdControls, problem, values_of
 from studio.validation import PREDICTION_HEADERS, ValidationViews
 
@@ -172,7 +172,7 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
         note = (f"Best number accuracy **{result.accuracy.best_accuracy:.3f}** at number score ≥ "
                 f"**{best.number_score:.2f}**; best mAP at score ≥ **{best.score:.2f}** (NMS IoU {best.nms_iou:.2f}). "
                 "*Save* writes these into the checkpoint's metadata, as the app's and the CLI's defaults.")
-        saved = {"best": best.as_meta(),
+        saved = {"best": best,
                  "metrics": result.metrics(best, len(studio.records), str(studio.annotation_file))}
         return sweep_figure(result.accuracy, result.maps, current.number_score), note, saved
 
@@ -181,13 +181,13 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
     def save(best):
         if not best:
             return (*(gr.skip(),) * 4, problem("Run the threshold sweep first; its best values are what gets saved."))
-        thresholds = Thresholds.from_meta(best["best"])
+        thresholds: Thresholds = best["best"]
         try:
             studio.save_thresholds(thresholds, best["metrics"])
         except (StudioError, ValueError, OSError) as err:
             return (*(gr.skip(),) * 4, problem(f"Could not save: {err}"))
         gr.Info(f"Saved to {studio.checkpoint}")
-        return (*values_of(thresholds), f"✅ Saved thresholds {thresholds.as_meta()} into `{studio.checkpoint}`.")
+        return (*values_of(thresholds), f"✅ Saved thresholds {thresholds.to_dict()} into `{studio.checkpoint}`.")
 
     save_btn.click(save, best_state, [*controls.outputs, sweep_note], api_name="save_thresholds").then(
         refresh, [*filters, *controls.inputs], report_outputs, api_visibility="private")

@@ -15,11 +15,11 @@ from detector.categories import category_to_digit
 from detector.coco_eval import SWEEP_THRESHOLDS, ThresholdSweep, sweep_score_threshold
 from detector.images import ImageLoadError, load_rgb
 from detector.matching import ImageMatch
+from detector.thresholds import Thresholds
 from studio.drawing import display_scale, draw_ground_truth_side, draw_match_overlay, draw_prediction_side
 from studio.failures import ANY, ANY_ERROR, DEFAULT_BACKEND, FailureReport, build_report
 from studio.lru import BoundedLRU
 from studio.session import Progress, Studio, StudioError
-from studio.thresholds import Thresholds
 
 REPORTS_KEPT = 6
 REPORTS_BYTES = 256 << 20

@@ -18,8 +18,8 @@ from detector.checkpoint import CheckpointMeta, read_meta, save_checkpoint
 from detector.hw2 import load_annotation_file
 from detector.models import build_model, get_preset
 from detector.results_io import validate_pred_json
+from detector.thresholds import Thresholds
 from studio.session import Studio
-from studio.thresholds import Thresholds
 from tests.conftest import write_tiny_hw2
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -45,7 +45,7 @@ def confident_checkpoint(path: Path) -> Path:
     config = get_preset("resnet18").replace(min_size=64, max_size=128)
     state = build_model(config).state_dict()
     state["roi_heads.box_predictor.cls_score.bias"][5] = 5.0
-    meta = CheckpointMeta(config=config, thresholds={"score": 0.5, "nms_iou": 0.5, "number_score": 0.9})
+    meta = CheckpointMeta(config=config, thresholds=Thresholds(score=0.5, nms_iou=0.5, number_score=0.9))
     return save_checkpoint(path, state, meta)
 
 
@@ -160,10 +160,10 @@ def test_sweep_finds_and_saves_thresholds_into_the_checkpoint(running_app: Runni
     score, nms_iou, number_score, agnostic, saved = client.predict(api_name="/save_thresholds")
     assert "Saved" in saved
     meta = read_meta(running_app.checkpoint)
-    assert meta.thresholds == {"score": score, "nms_iou": nms_iou, "number_score": number_score,
+    assert meta.thresholds.to_dict() == {"score": score, "nms_iou": nms_iou, "number_score": number_score,
                                "class_agnostic": agnostic}
     assert meta.metrics["validation_sweep"]["images"] == len(running_app.studio.records)
-    assert running_app.studio.default_thresholds() == Thresholds.from_meta(meta.thresholds)
+    assert running_app.studio.default_thresholds() == meta.thresholds
 
 
 def test_annotation_review_from_two_sessions(running_app: RunningApp) -> None:

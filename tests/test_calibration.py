@@ -24,11 +24,11 @@ def test_calibration_prefers_class_agnostic_nms_when_a_digit_gets_two_classes() 
                                 torch.tensor([0.95, 0.92, 0.90]), torch.tensor([2, 8, 5]))}
     config = resolve({"data": "unused", "preset": "resnet18"})
     thresholds, points = calibrate_thresholds([record], candidates, config)
-    assert thresholds["class_agnostic"] is True
-    assert thresholds["number_score"] <= 0.9  # no score cut alone separates the "7" (0.92) from the "4" (0.90)
+    assert thresholds.class_agnostic is True
+    assert thresholds.number_score <= 0.9  # no score cut alone separates the "7" (0.92) from the "4" (0.90)
     assert max(p["number_accuracy"] for p in points) == 1.0
 
     # without the confusing second box, the run's own (class-aware) setting is kept
     plain = {1: candidates[1].select(torch.tensor([0, 2]))}
     thresholds, _ = calibrate_thresholds([record], plain, config)
-    assert thresholds["class_agnostic"] is config.class_agnostic and thresholds["nms_iou"] == config.val_nms
+    assert thresholds.class_agnostic is config.class_agnostic and thresholds.nms_iou == config.val_nms

@@ -39,4 +39,4 @@ def test_two_process_ddp_run_writes_one_run_folder_from_rank_0(tmp_path):
     state = torch.load(run / "weights" / "last_state.pt", weights_only=True)
     assert state["epoch"] == 1
     loaded = load_checkpoint(run / "weights" / "best.safetensors")
-    assert loaded.meta.config.preset == "resnet18" and "number_score" in loaded.meta.thresholds
+    assert loaded.meta.config.preset == "resnet18" and "number_score" in loaded.meta.thresholds.to_dict()

@@ -70,7 +70,7 @@ def test_checkpoint_round_trip_preserves_weights_and_metadata(tiny_checkpoint: P
     for (k, a), (_, b) in zip(loaded.model.state_dict().items(), again.model.state_dict().items(), strict=False):
         assert torch.equal(a, b), k
     update_meta(copy, thresholds={"number_score": 0.42}, metrics={"AP": 0.5})
-    assert read_meta(copy).thresholds["number_score"] == 0.42 and read_meta(copy).thresholds["nms_iou"] == 0.5
+    assert read_meta(copy).thresholds.number_score == 0.42 and read_meta(copy).thresholds.nms_iou == 0.5
     assert read_meta(copy).metrics == {"AP": 0.5}
 
 

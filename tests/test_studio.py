@@ -19,13 +19,15 @@ from detector.detections import Detections
 from detector.hw2 import ImageRecord, load_annotation_file, load_split
 from detector.matching import AnnotationSuspect
 from detector.results_io import validate_pred_json
+from detector.thresholds import Thresholds
 from studio.cache import checkpoint_fingerprint, load_candidates, save_candidates
 from studio.detect import run_detect
 from studio.drawing import KIND_COLOURS, draw_detections, draw_match_overlay
 from studio.failures import ALL_IMAGES, ANY_ERROR, MISSED, NUMBER_WRONG, build_report
 from studio.review import ReviewError, ReviewStore, Suggestion, make_suggestions
 from studio.session import Studio, StudioError
-from studio.thresholds import Thresholds
+from training.config import TrainConfig
+from training.evaluate import split_metrics, validation_thresholds
 
 
 # ----------------------------------------------------------------------------------------------- review
@@ -170,7 +172,7 @@ def test_candidate_cache_round_trips_and_survives_a_threshold_save(tiny_checkpoi
 
     before = checkpoint_fingerprint(ckpt)
     update_meta(ckpt, thresholds={"score": 0.33})  # what the app's "save thresholds" button does
-    assert read_meta(ckpt).thresholds["score"] == 0.33
+    assert read_meta(ckpt).thresholds.score == 0.33
     assert checkpoint_fingerprint(ckpt) == before  # same weights: cached candidates stay valid
 
     path.write_bytes(path.read_bytes()[:40])  # a damaged cache is ignored, not fatal
@@ -246,6 +248,33 @@ def test_failure_report_finds_each_kind_of_failure_and_sorts_by_severity() -> No
     # class-agnostic NMS at 0.5 removes the duplicate: the same call, another threshold, no model
     clean = build_report(records, candidates, Thresholds(0.5, 0.5, 0.7, True), backend="faster_coco_eval")
     assert clean.select("duplicate") == []
+
+
+# detector.scoring.score_candidates: the one scoring the CLI, training and the app share
+A, B = [10, 10, 30, 50], [35, 10, 55, 50]
+RECORDS = [_record(1, [A, B], [2, 3]), _record(2, [A, B], [4, 5]), _record(3, [A], [6])]
+CANDIDATES = {
+    1: _dets([A, B], [2, 3], [0.9, 0.03]),  # "12", its second digit scored under the mAP floor (0.05)
+    2: _dets([A, B], [4, 5], [0.8, 0.7]),
+    3: _dets([A], [6], [0.95]),
+}
+
+
+@pytest.mark.parametrize("thresholds", [Thresholds(0.5, 0.5, 0.5, False), Thresholds(0.02, 0.5, 0.02, False),
+                                        Thresholds(0.6, 0.5, 0.02, True)])
+def test_the_app_shows_the_numbers_it_scores(thresholds: Thresholds) -> None:
+    """Each image's number in the gallery is the one number accuracy counts, at any thresholds."""
+    report = build_report(RECORDS, CANDIDATES, thresholds, backend="faster_coco_eval")
+    assert report.number_accuracy == pytest.approx(np.mean([m.number_correct for m in report.matches]))
+    reads = {m.image_id: m.number_read for m in report.matches}
+    assert reads == ({1: "1", 2: "34", 3: "5"} if thresholds.number_score == 0.5 else {1: "12", 2: "34", 3: "5"})
+
+
+def test_training_and_the_app_score_the_same_candidates_alike() -> None:
+    config = TrainConfig(val_score=0.5, val_nms=0.5, coco_backend="faster_coco_eval")
+    trained = split_metrics(RECORDS, CANDIDATES, config)
+    report = build_report(RECORDS, CANDIDATES, validation_thresholds(config), backend="faster_coco_eval")
+    assert trained["AP"] == report.metrics["AP"] and trained["number_accuracy"] == report.number_accuracy
 
 
 # ----------------------------------------------------------------------------------------------- detect

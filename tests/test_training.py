@@ -97,8 +97,8 @@ def test_best_checkpoint_loads_in_detector_and_predicts(run, data):
     predictor = Predictor.from_checkpoint(best, device="cpu")
     meta = predictor.meta
     assert meta.config.preset == "resnet18" and meta.config.min_size == 64
-    assert meta.thresholds["number_score"] in SWEEP_THRESHOLDS
-    assert meta.thresholds["score"] == meta.thresholds["number_score"]
+    assert meta.thresholds.number_score in SWEEP_THRESHOLDS
+    assert meta.thresholds.score == meta.thresholds.number_score
     assert meta.training["counts"] == {"train": 8, "valid": 4, "heldout": 3}
     assert meta.training["synth"]["seed"] == 0  # synth_meta.json's generator settings travel with the weights
     assert Path(meta.training["data"]) == data.resolve() and "train" in meta.training["command"]

@@ -1,7 +1,8 @@
 """Validation during and after training, through the same code the app and the CLI use.
 
 Raw candidates come from `detector.predictor.Predictor` (score floor 0.01, NMS off), so training measures
-exactly what a saved checkpoint will produce. They are then filtered by `detector.refilter`:
+exactly what a saved checkpoint will produce. They are then scored by `detector.scoring.score_candidates`
+at the run's validation thresholds (`validation_thresholds`):
 - mAP and the other COCO stats at a low score threshold (`map_score`, 0.05): COCO's AP integrates over
   the whole precision-recall curve, and cutting detections at 0.5 throws its low-precision end away;
 - the seed validated at score 0.5 / NMS 0.5: the same stats at `val_score` are recorded with an
@@ -20,12 +21,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from detector.checkpoint import CheckpointMeta
-from detector.coco_eval import SWEEP_THRESHOLDS, evaluate_coco, number_accuracy, sweep_score_threshold
+from detector.coco_eval import SWEEP_THRESHOLDS, sweep_score_threshold
 from detector.detections import Detections
-from detector.hw2 import ImageRecord, records_to_coco
+from detector.hw2 import ImageRecord
 from detector.models import ModelConfig
 from detector.predictor import Predictor
-from detector.refilter import above_score, refilter_many
+from detector.scoring import score_candidates
+from detector.thresholds import Thresholds
 from training.config import TrainConfig
 from training.data import BadImage, BadImageLog
 from training.distributed import DistInfo, gather_to_main
@@ -76,23 +78,25 @@ def collect_candidates(model: torch.nn.Module, model_config: ModelConfig, loader
     return merged
 
 
+def validation_thresholds(config: TrainConfig) -> Thresholds:
+    """What a run validates at, and what its checkpoints carry until calibration: the seed's one score threshold
+    for the boxes and the number."""
+    return Thresholds(score=config.val_score, nms_iou=config.val_nms, number_score=config.val_score,
+                      class_agnostic=config.class_agnostic)
+
+
 def split_metrics(records: Sequence[ImageRecord], candidates: Mapping[int, Detections],
                   config: TrainConfig) -> dict[str, Any]:
     """The 12 COCO stats at map_score, the same at val_score, number accuracy at val_score, per-class AP."""
-    readable = [r for r in records if r.image_id in candidates]  # unreadable images were reported and skipped
-    if not readable:
+    if not any(r.image_id in candidates for r in records):  # unreadable images were reported and skipped
         raise RuntimeError("no readable validation image")
-    gt = records_to_coco(readable)
-    kept = refilter_many({r.image_id: candidates[r.image_id] for r in readable}, config.map_score, config.val_nms,
-                         config.class_agnostic)
-    low = evaluate_coco(gt, kept, backend=config.coco_backend)
-    # NMS then a higher score cut equals NMS after the cut (see detector.refilter), so no second NMS pass
-    high = evaluate_coco(gt, {i: above_score(d, config.val_score) for i, d in kept.items()}, backend=config.coco_backend)
-    out: dict[str, Any] = dict(low.stats)
-    out.update({f"{name}_at_val_score": value for name, value in high.stats.items()})
-    out["number_accuracy"] = number_accuracy(readable, kept, config.val_score)
-    out["per_class_AP"] = {str(c): v for c, v in low.per_class_ap.items()}
-    out["images"] = len(readable)
+    score = score_candidates(records, candidates, validation_thresholds(config), backend=config.coco_backend,
+                             map_floor=config.map_score)
+    out: dict[str, Any] = dict(score.metrics.stats)
+    out.update({f"{name}_at_val_score": value for name, value in score.metrics_at(config.val_score).stats.items()})
+    out["number_accuracy"] = score.number_accuracy
+    out["per_class_AP"] = {str(c): v for c, v in score.metrics.per_class_ap.items()}
+    out["images"] = len(score.records)
     return out
 
 
@@ -103,7 +107,7 @@ CALIBRATION_NMS = ((True, 0.3), (True, 0.5), (False, 0.3))
 
 
 def calibrate_thresholds(records: Sequence[ImageRecord], candidates: Mapping[int, Detections],
-                         config: TrainConfig) -> tuple[dict[str, Any], list[dict[str, float]]]:
+                         config: TrainConfig) -> tuple[Thresholds, list[dict[str, float]]]:
     """The score threshold and NMS setting with the best number accuracy on valid, and that setting's sweep.
 
     The threshold becomes both `number_score` (Task 2) and `score` (what the app draws by default): the boxes a
@@ -118,7 +122,7 @@ def calibrate_thresholds(records: Sequence[ImageRecord], candidates: Mapping[int
             best = (sweep, agnostic, nms_iou)
     assert best is not None
     sweep, agnostic, nms_iou = best
-    thresholds = {"score": sweep.best_threshold, "number_score": sweep.best_threshold, "nms_iou": nms_iou,
-                  "class_agnostic": agnostic}
+    thresholds = Thresholds(score=sweep.best_threshold, nms_iou=nms_iou, number_score=sweep.best_threshold,
+                            class_agnostic=agnostic)
     points = [{"threshold": p.threshold, "number_accuracy": p.number_accuracy} for p in sweep.points]
     return thresholds, points

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from detector.checkpoint import DEFAULT_THRESHOLDS, CheckpointMeta, read_state_dict, save_checkpoint, update_meta
+from detector.checkpoint import CheckpointMeta, read_state_dict, save_checkpoint, update_meta
 from detector.fileio import atomic_write, atomic_write_text
 from detector.hw2 import Split, load_annotation_file, load_split
 from detector.models import build_model, count_parameters, finalize_config
@@ -52,7 +52,7 @@ from training.data import (
     make_loader,
 )
 from training.engine import EpochMeter, StepContext, StopRequest, check_finite_weights, train_one_epoch
-from training.evaluate import EvalSet, calibrate_thresholds, collect_candidates, split_metrics
+from training.evaluate import EvalSet, calibrate_thresholds, collect_candidates, split_metrics, validation_thresholds
 from training.last_checkpoint import POINTER, STATE, WEIGHTS, has_checkpoint, recover, save_pair
 from training.losses import MIXED, BoxHeadLoss, install_box_loss
 
@@ -321,11 +321,10 @@ class Trainer:
 
     # -- checkpoints
     def _meta(self, metrics: dict[str, Any], state_id: str, epoch: int) -> CheckpointMeta:
-        thresholds = {**DEFAULT_THRESHOLDS, "score": self.config.val_score, "number_score": self.config.val_score,
-                      "nms_iou": self.config.val_nms, "class_agnostic": self.config.class_agnostic}
         training = {**self.data_info, "command": self.command, "config": self.config.to_dict(), "epoch": epoch,
                     "run_dir": str(self.run_dir.resolve()), "state_id": state_id}
-        return CheckpointMeta(config=self.model_config, thresholds=thresholds, training=training, metrics=metrics)
+        return CheckpointMeta(config=self.model_config, thresholds=validation_thresholds(self.config), training=training,
+                              metrics=metrics)
 
     def _save_last(self, state: RunState, metrics: dict[str, Any]) -> None:
         state_id = f"e{state.epoch}-s{state.step_meter.steps}-{uuid.uuid4().hex[:8]}"
@@ -574,15 +573,15 @@ class Trainer:
                                             distributed.DistInfo(), self.bad_images, self.config.progress, "calibrate")
             assert candidates is not None
             thresholds, sweep = calibrate_thresholds(valid.records, candidates, self.config)
-            accuracy = next(p["number_accuracy"] for p in sweep if p["threshold"] == thresholds["number_score"])
+            accuracy = next(p["number_accuracy"] for p in sweep if p["threshold"] == thresholds.number_score)
             with self._saving("the calibrated thresholds"):  # a resume of a finished run redoes only this
                 update_meta(best, thresholds=thresholds,
                             metrics={**meta.metrics, "number_accuracy_calibrated": accuracy, "threshold_sweep": sweep})
                 atomic_write_text(self.run_dir / "threshold_sweep.json",
-                                  json.dumps({"best": thresholds, "points": sweep}, indent=2) + "\n")
+                                  json.dumps({"best": thresholds.to_dict(), "points": sweep}, indent=2) + "\n")
             self._plot()
             log.info("done: best valid mAP %.4f at epoch %d; number threshold %.2f gives number accuracy %.4f on "
-                     "valid; %s", state.best_map, state.best_epoch, thresholds["number_score"], accuracy, best)
+                     "valid; %s", state.best_map, state.best_epoch, thresholds.number_score, accuracy, best)
         distributed.barrier(self.info)
 
 
