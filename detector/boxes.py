@@ -1,11 +1,14 @@
 """Box conversions: COCO files store [x, y, w, h]; models and torchvision.ops use [x1, y1, x2, y2]."""
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 from torchvision.ops import box_convert
 
-ArrayOrTensor = np.ndarray | torch.Tensor
+# a TypeVar, so a conversion returns what it was given (an array stays an array)
+ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 
 
 def xywh_to_xyxy(boxes: ArrayOrTensor) -> ArrayOrTensor:

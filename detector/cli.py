@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, CheckpointMeta, read_meta, save_checkpoint
 from detector.hw2 import IMAGE_SUFFIXES, AnnotationError, load_split, scan_images
@@ -17,6 +18,10 @@ from detector.images import ImageLoadError
 from detector.models import WeightsUnavailableError
 from detector.scoring import MAP_SCORE_FLOOR as JSON_SCORE_FLOOR
 from detector.thresholds import Thresholds
+
+if TYPE_CHECKING:  # imported lazily at run time: `--help` stays fast
+    from detector.detections import Detections
+    from detector.number import NumberReading
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -80,7 +85,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise AnnotationError(f"{args.images}: no images named <id>.<ext> found ({' '.join(IMAGE_SUFFIXES)})")
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     t = _thresholds(args, predictor.meta.thresholds)
-    detections, readings, failed = {}, {}, []
+    detections: dict[int, Detections] = {}
+    readings: dict[int, NumberReading | int] = {}
+    failed: list[str] = []
     for image_id, result in predictor.candidates_for_paths(items, args.batch_size, progress=not args.no_progress):
         if isinstance(result, Exception):
             failed.append(str(result))

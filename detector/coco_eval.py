@@ -98,7 +98,7 @@ def evaluate_coco(
     return _metrics(evaluator, backend=used)
 
 
-def _mean_defined(values: np.ndarray, axis: tuple[int, ...] | None = None) -> np.ndarray | float:
+def _mean_defined(values: np.ndarray, axis: int | tuple[int, ...] | None = None) -> np.ndarray:
     """Mean over entries that are not -1 (pycocotools' 'undefined'); -1 where nothing is defined."""
     defined = values > -1
     total = np.where(defined, values, 0.0).sum(axis=axis)

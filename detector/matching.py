@@ -169,8 +169,8 @@ def confusion_matrix(matches: Iterable[ImageMatch]) -> np.ndarray:
                 cm[row, digit[p]] += 1
             else:
                 cm[row, BACKGROUND_INDEX] += 1
-        for p in np.flatnonzero(~used):
-            cm[BACKGROUND_INDEX, digit[p]] += 1
+        for fp in np.flatnonzero(~used).tolist():
+            cm[BACKGROUND_INDEX, digit[fp]] += 1
     return cm
 
 
@@ -210,12 +210,12 @@ def find_annotation_suspects(
         confident = scores >= min_score
 
         def suggest(kind: str, g: int, p: int, box: np.ndarray, label: int, m=m, scores=scores) -> None:
-            found.append(AnnotationSuspect(m.image_id, kind, g, tuple(float(v) for v in box), int(label),
-                                           float(scores[p])))
+            x0, y0, x1, y1 = (float(v) for v in box)
+            found.append(AnnotationSuspect(m.image_id, kind, g, (x0, y0, x1, y1), int(label), float(scores[p])))
 
-        for p in np.flatnonzero(confident):
-            if m.kinds[p] == "background":
-                suggest("missing_annotation", -1, p, boxes[p], labels[p])
+        for fp in np.flatnonzero(confident).tolist():
+            if m.kinds[fp] == "background":
+                suggest("missing_annotation", -1, fp, boxes[fp], labels[fp])
         pred_area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
         for g, (gt_box, gt_label) in enumerate(zip(m.gt_boxes, m.gt_labels.tolist(), strict=False)):
             gt_area = (gt_box[2] - gt_box[0]) * (gt_box[3] - gt_box[1])

@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -241,7 +241,7 @@ def feature_level_names(config: ModelConfig) -> tuple[str, ...]:
     return tuple(backbone_feature_strides(kwargs.get("include_stride4", False), kwargs.get("extra_pool_level", True)))
 
 
-_SMALL_PROPOSALS = dict(
+_SMALL_PROPOSALS: dict[str, Any] = dict(
     rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
     rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
     rpn_batch_size_per_image=128, box_batch_size_per_image=128,
@@ -249,10 +249,12 @@ _SMALL_PROPOSALS = dict(
 # Anchors fitted with `python -m training.stats --layouts <SVHN layouts>` on the real digit boxes at each input
 # scale (grid-exact recall: the share of boxes whose best anchor reaches IoU 0.5 / 0.7). The seed's anchors reach
 # 0.0% / 0.0% at its 800 px input, 24.9% / 3.6% at 128 px: its digits are ~377 px tall at 800 px. Ratios are h/w.
-_RESNET_FPN_128 = dict(anchor_sizes=((32,), (48,), (64,), (96,), (128,)), aspect_ratios=(1.3, 1.7, 2.5, 3.9))  # 98.1/78.4
-_RESNET_FPN_160 = dict(anchor_sizes=((40,), (60,), (80,), (120,), (160,)), aspect_ratios=(1.3, 1.7, 2.5, 3.9))  # 98.2/84.9
+_RESNET_FPN_128: dict[str, Any] = dict(  # 98.1/78.4
+    anchor_sizes=((32,), (48,), (64,), (96,), (128,)), aspect_ratios=(1.3, 1.7, 2.5, 3.9))
+_RESNET_FPN_160: dict[str, Any] = dict(  # 98.2/84.9
+    anchor_sizes=((40,), (60,), (80,), (120,), (160,)), aspect_ratios=(1.3, 1.7, 2.5, 3.9))
 # EfficientNet-Lite FPN levels have strides 8/16/32/64; two sizes per level: 98.1% / 77.6% at 128 px
-_EFFNET_128 = dict(anchor_sizes=((32, 48), (64, 96), (128, 192), (256, 384)), aspect_ratios=(1.3, 1.8, 2.5, 3.5))
+_EFFNET_128: dict[str, Any] = dict(anchor_sizes=((32, 48), (64, 96), (128, 192), (256, 384)), aspect_ratios=(1.3, 1.8, 2.5, 3.5))
 
 PRESETS: dict[str, ModelConfig] = {
     "seed": ModelConfig(preset="seed"),
@@ -392,7 +394,7 @@ def _resnet_fpn(net: nn.Module, trainable_layers: int, out_channels: int, fpn_no
     for name, parameter in net.named_parameters():
         if all(not name.startswith(layer) for layer in layers_to_train):
             parameter.requires_grad_(False)
-    stage_channels = [net.inplanes // 8 * 2**i for i in range(4)]  # inplanes is layer4's width after building
+    stage_channels = [cast(int, net.inplanes) // 8 * 2**i for i in range(4)]  # inplanes is layer4's width after building
     return BackboneWithFPN(
         net, {f"layer{i + 1}": str(i) for i in range(4)}, stage_channels, out_channels,
         extra_blocks=LastLevelMaxPool(), norm_layer=fpn_norm,
@@ -424,7 +426,7 @@ def build_model(config: ModelConfig, weights: str = "none") -> FasterRCNN:
             norm_layer=nn.BatchNorm2d,
         )
     elif config.box_head == "mlp2":
-        box_head = TwoMLPHead(backbone.out_channels * resolution**2, config.representation_size)
+        box_head = TwoMLPHead(cast(int, backbone.out_channels) * resolution**2, config.representation_size)
     else:
         raise ValueError(f"unknown box_head {config.box_head!r}; choose conv4fc1 or mlp2")
     model = FasterRCNN(
