@@ -20,9 +20,9 @@ import torch
 
 from detector.coco_eval import BACKENDS, sweep_score_threshold
 from detector.detections import Detections
-from detector.hw2 import ImageRecord, records_to_coco
+from detector.hw2 import ImageRecord
+from detector.thresholds import Thresholds
 from studio.failures import build_report
-from studio.thresholds import Thresholds
 from studio.validation import MAP_SWEEP_THRESHOLDS, SWEEP_THRESHOLDS
 
 
@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"synthetic set: {len(records)} images, {sum(len(r.category_ids) for r in records)} digits, "
           f"{n_cand} cached candidates ({n_cand / len(records):.0f}/image); "
           f"built in {time.perf_counter() - t0:.1f} s", flush=True)
-    gt = records_to_coco(records)
     settings = [Thresholds(0.5, 0.5, 0.7, False), Thresholds(0.3, 0.6, 0.7, False), Thresholds(0.5, 0.5, 0.7, True)]
 
     rows = []
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         for th in settings:
             times, parts = [], []
             for _ in range(args.repeats):
-                report = build_report(records, candidates, th, backend=backend, gt_coco=gt)
+                report = build_report(records, candidates, th, backend=backend)
                 times.append(report.seconds["total"])
                 parts.append(report.seconds)
             start = time.perf_counter()

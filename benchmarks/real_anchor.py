@@ -121,15 +121,15 @@ def time_reads(readers: dict[str, Reader], images: dict[int, Image.Image], round
 
 def checkpoint_reader(predictor: Predictor) -> tuple[Reader, str]:
     """Read a number as `python -m detector predict` writes pred.csv, at the checkpoint's own thresholds."""
-    nms_iou, agnostic, number_threshold = predictor.meta.read_thresholds()
+    t = predictor.meta.thresholds
 
     def read(image: Image.Image) -> str:
-        final = refilter(predictor.candidates([image], batch_size=1)[0], MAP_SCORE_FLOOR, nms_iou, agnostic)
-        return read_number(final, number_threshold).text
+        final = refilter(predictor.candidates([image], batch_size=1)[0], MAP_SCORE_FLOOR, t.nms_iou, t.class_agnostic)
+        return read_number(final, t.number_score).text
 
     config = predictor.meta.config
-    return read, (f"{config.preset}, {config.min_size} px; number threshold {number_threshold:.2f}, "
-                  f"NMS IoU {nms_iou:.2f}{' class-agnostic' if agnostic else ''}")
+    return read, (f"{config.preset}, {config.min_size} px; number threshold {t.number_score:.2f}, "
+                  f"NMS IoU {t.nms_iou:.2f}{' class-agnostic' if t.class_agnostic else ''}")
 
 
 def score_checkpoint(result: ModelResult, predictor: Predictor, split: Split) -> None:

@@ -45,11 +45,6 @@ class CheckpointMeta:
     code_version: str = ""
     created: str = ""
 
-    def read_thresholds(self) -> tuple[float, bool, float]:
-        """Only for benchmarks/real_anchor.py until it reads `meta.thresholds` (a Thresholds) directly."""
-        t = self.thresholds
-        return t.nms_iou, t.class_agnostic, t.number_score
-
     def to_header(self) -> dict[str, str]:
         return {
             "format": FORMAT_ID,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, CheckpointMeta, read_meta, save_checkpoint
+from detector.coco_eval import BACKENDS as COCO_BACKENDS
 from detector.hw2 import IMAGE_SUFFIXES, AnnotationError, load_split, scan_images
 from detector.images import ImageLoadError
 from detector.models import WeightsUnavailableError
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--data", type=Path, required=True, help="HW2 data folder with valid.json and valid/")
     p.add_argument("--split", default="valid", choices=("train", "valid"))
-    p.add_argument("--backend", default="pycocotools", choices=("pycocotools", "faster_coco_eval"))
+    p.add_argument("--backend", default="pycocotools", choices=COCO_BACKENDS)
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
 
     p = sub.add_parser("info", help="print a checkpoint's metadata (without loading its weights)")

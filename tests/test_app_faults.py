@@ -22,10 +22,10 @@ from detector.detections import Detections
 from detector.hw2 import load_split
 from detector.images import load_rgb
 from detector.matching import AnnotationSuspect
+from detector.thresholds import Thresholds
 from studio.detect import run_detect
 from studio.review import DEFAULT_MIN_SCORE, ReviewStore, make_suggestions
 from studio.session import Studio
-from studio.thresholds import Thresholds
 from studio.uploads import MAX_REQUEST_PIXELS, MAX_SIDE, load_bounded, plan_uploads
 from tests.test_app import RunningApp, _rows, running_app  # noqa: F401  (the module-scoped app fixture)
 
@@ -308,7 +308,7 @@ def test_an_empty_review_list_says_why_and_what_to_change(running_app: RunningAp
     assert f"lower the minimum score (e.g. to {DEFAULT_MIN_SCORE})" in summary
     config = json.loads(_get(running_app.url + "config"))
     slider = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "review-min-score")
-    assert slider["props"]["value"] == DEFAULT_MIN_SCORE == 0.5
+    assert slider["props"]["value"] == DEFAULT_MIN_SCORE == 0.7
     image_id = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "inspect-id")
     assert image_id["props"].get("value") in (None, "")  # no made-up id 0 before anything is picked
 
