@@ -68,3 +68,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(
             f"WARNING: {len(skipped)} browser test(s) skipped because Chromium is not installed; install it with "
             "`apt-get update && apt-get install -y chromium` and run the tests again", yellow=True, bold=True)
+
+
+# The markers of the slow modules, in one place (declared in pyproject.toml): `-m "not slow"` runs the quick ones.
+MODULE_MARKERS: dict[str, tuple[str, ...]] = {
+    "test_ddp": ("ddp", "slow"),
+    "test_app": ("app", "slow"),
+    "test_app_faults": ("app", "slow"),
+    "test_browser": ("browser", "app", "slow"),
+    "test_effnet_finetune": ("finetune", "slow"),
+    "test_training": ("slow",),
+    "test_training_faults": ("slow",),
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in MODULE_MARKERS.get(item.module.__name__.rsplit(".", 1)[-1] if item.module else "", ()):
+            item.add_marker(name)
