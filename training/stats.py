@@ -152,7 +152,7 @@ def _load(args: argparse.Namespace) -> tuple[list[ImageRecord], str, Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.stats", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training stats", description=__doc__.split("\n\n")[0])
     parser.add_argument("data", nargs="?", help="HW2 data folder (DATA/<split>.json with DATA/<split>/)")
     parser.add_argument("--split", default="train", choices=("train", "valid"))
     parser.add_argument("--layouts", help="a COCO file (.json or .json.gz) to read instead of DATA; pixels not needed")
