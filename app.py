@@ -67,10 +67,12 @@ def build_demo(studio: Studio) -> gr.Blocks:
 def launch(demo: gr.Blocks, studio: Studio, host: str = "127.0.0.1", port: int | None = None,
            prevent_thread_lock: bool = False, quiet: bool = False):
     """Serve the demo; only the samples and validation images may be served as files."""
+    from studio.ui_review import REVIEW_KEYS_HEAD
+
     allowed = [str(p) for p in (studio.samples_dir, studio.image_dir) if p.is_dir()]
     return demo.launch(server_name=host, server_port=port, prevent_thread_lock=prevent_thread_lock, quiet=quiet,
-                       allowed_paths=allowed, ssr_mode=False, css=CSS, show_error=True, footer_links=["api"],
-                       max_file_size=MAX_UPLOAD, state_session_capacity=STATE_SESSIONS)
+                       allowed_paths=allowed, ssr_mode=False, css=CSS, head=REVIEW_KEYS_HEAD, show_error=True,
+                       footer_links=["api"], max_file_size=MAX_UPLOAD, state_session_capacity=STATE_SESSIONS)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

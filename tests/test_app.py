@@ -173,8 +173,9 @@ def test_annotation_review_from_two_sessions(running_app: RunningApp) -> None:
     rows = _rows(rows)
     assert len(rows) >= 2 and "valid.review.jsonl" in summary
     first, second = rows[0][1], rows[1][1]
-    image, text, box, digit = bob.predict(first, 0.5, api_name="/review_show")
-    assert Path(image).is_file() and box.count(",") == 3 and digit in "0123456789"
+    editor, text, digit = bob.predict(first, 0.5, api_name="/review_show")
+    assert Path(editor["image"]).is_file() and digit in "0123456789" and "proposed box" in text
+    assert [b["label"] for b in editor["boxes"]] == [digit]  # the one box to edit, labelled with its digit
 
     assert "accept recorded" in alice.predict(suggestion_id=first, decision="accept", author="alice",
                                               api_name="/review_decide")
@@ -203,6 +204,25 @@ def test_annotation_review_from_two_sessions(running_app: RunningApp) -> None:
     log = (running_app.data / "valid.review.jsonl").read_text().splitlines()
     assert [(json.loads(line)["decision"], json.loads(line)["author"]) for line in log] == [("accept", "alice"),
                                                                                            ("reject", "bob")]
+
+
+def test_review_runs_on_the_train_split_too_with_its_own_log(running_app: RunningApp) -> None:
+    client = gradio_client.Client(running_app.url, verbose=False)
+    rows, summary = client.predict(0.5, "train", api_name="/review_list")
+    rows = _rows(rows)
+    train = load_annotation_file(running_app.data / "train.json", running_app.data / "train")
+    assert rows and {r[2] for r in rows} <= {r.image_id for r in train.records}
+    assert "in the train split" in summary and "train.review.jsonl" in summary
+    first = rows[0][1]
+    valid_log = running_app.data / "valid.review.jsonl"
+    before = valid_log.read_text() if valid_log.exists() else ""
+    assert "reject recorded" in client.predict(suggestion_id=first, decision="reject", author="t", split="train",
+                                               api_name="/review_decide")
+    log = (running_app.data / "train.review.jsonl").read_text().splitlines()
+    assert json.loads(log[-1])["suggestion_id"] == first
+    assert (valid_log.read_text() if valid_log.exists() else "") == before  # never mixed with valid's log
+    path, status = client.predict("train", api_name="/review_export")
+    assert Path(path).name == "train.corrected.json" and "train.corrected.json" in status
 
 
 def _free_port() -> int:

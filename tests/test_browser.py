@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from detector.categories import digit_to_category
+from detector.hw2 import load_annotation_file
 from detector.images import load_rgb
+from studio.review import DEFAULT_MIN_SCORE
 from tests.test_app import RunningApp, running_app  # noqa: F401  (the module-scoped app fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
@@ -39,6 +42,18 @@ def page(browser, running_app: RunningApp):  # noqa: F811
     page.get_by_role("tab", name="Detect").wait_for(timeout=30_000)
     yield page
     page.close()
+
+
+def _idle(page) -> None:
+    page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=30_000)
+
+
+def _shown(page) -> None:
+    """A clicked suggestion is on screen: its id in the field, its picture in the editor."""
+    page.wait_for_function("() => document.querySelector('#review-current textarea, #review-current input').value",
+                           timeout=30_000)
+    page.locator("#review-editor canvas").wait_for(timeout=30_000)
+    _idle(page)
 
 
 def test_page_renders_and_a_sample_click_draws_boxes_and_the_number(running_app: RunningApp, page) -> None:  # noqa: F811
@@ -82,16 +97,15 @@ def test_review_tab_click_a_suggestion_and_accept_it(running_app: RunningApp, pa
     first_cell = page.locator('#review-list [data-testid="cell-0-1"]')  # row 0, the suggestion id column
     first_cell.wait_for(timeout=60_000)
     first_cell.click()  # selecting a row shows that suggestion
-    page.locator("#review-image img").wait_for(timeout=30_000)
+    _shown(page)
     suggestion = page.locator("#review-current textarea, #review-current input").first.input_value()
     assert suggestion.count(":") == 2
     page.locator("#review-accept").click()
-    page.get_by_text("accept recorded").wait_for(timeout=30_000)
+    page.get_by_text(f"accept recorded for {suggestion}").wait_for(timeout=30_000)
     current = page.locator("#review-current textarea, #review-current input").first
     page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[current.element_handle(), suggestion],
                            timeout=30_000)  # moved on to the next undecided suggestion
     following = current.input_value()
-    page.locator("#review-box textarea, #review-box input").first.wait_for(timeout=30_000)
     page.wait_for_function("() => !document.querySelector('.pending, .generating')", timeout=30_000)
     assert following != suggestion
     page.screenshot(path=str(ARTIFACTS / "app_review.png"), full_page=True)
@@ -99,6 +113,70 @@ def test_review_tab_click_a_suggestion_and_accept_it(running_app: RunningApp, pa
     decision = json.loads(log[-1])
     assert (decision["suggestion_id"], decision["decision"]) == (suggestion, "accept")
     assert decision["author"].startswith("browser:")
+
+
+def test_review_draw_a_box_press_a_digit_and_accept(running_app: RunningApp, page) -> None:  # noqa: F811
+    """The reviewer's flow with mouse and keys only: draw the right box over the proposal, press 7, press A;
+    the log holds an edit with that box (in the image's pixels) and digit 7, and the export carries it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.get_by_role("tab", name="Annotation review").click()
+    assert "does not record its training data" in page.locator("#review-fairness").inner_text()
+    page.get_by_role("slider", name="Minimum model score for a suggestion").fill("0.5")
+    page.locator("#review-find").click()
+    row = page.locator('#review-list [data-testid="cell-1-1"]')
+    row.wait_for(timeout=60_000)
+    row.click()
+    _shown(page)
+    canvas = page.locator("#review-editor canvas")
+    suggestion = page.locator("#review-current textarea, #review-current input").first.input_value()
+    record = running_app.studio.record(int(suggestion.split(":")[0]))
+
+    page.locator('#review-editor button[aria-label="Create box"]').click()
+    area = canvas.bounding_box()
+    shown = area["height"] * record.width / record.height  # the picture fills the canvas height, centred across
+    left = area["x"] + (area["width"] - shown) / 2
+    start, end = (0.25, 0.15), (0.6, 0.9)  # of the picture's width and height
+    page.mouse.move(left + start[0] * shown, area["y"] + start[1] * area["height"])
+    page.mouse.down()
+    page.mouse.move(left + end[0] * shown, area["y"] + end[1] * area["height"], steps=8)
+    page.mouse.up()
+    page.keyboard.press("7")
+    page.wait_for_function("() => document.querySelector('#review-digit input[value=\"7\"]').checked",
+                           timeout=10_000)
+    _idle(page)
+    page.screenshot(path=str(ARTIFACTS / "app_review_drawn.png"), full_page=True)
+    log = running_app.studio.annotation_file.with_name("valid.review.jsonl")
+    lines_before = len(log.read_text().splitlines()) if log.exists() else 0
+    page.keyboard.press("a")
+    page.get_by_text(f"edit recorded for {suggestion}").wait_for(timeout=30_000)
+
+    lines = log.read_text().splitlines()
+    assert len(lines) == lines_before + 1  # one action, one appended line
+    decision = json.loads(lines[-1])
+    assert (decision["suggestion_id"], decision["decision"]) == (suggestion, "edit")
+    assert decision["changes"]["category_id"] == digit_to_category(7)
+    expected = [start[0] * record.width, start[1] * record.height, end[0] * record.width, end[1] * record.height]
+    tolerance = [0.02 * record.width + 0.5, 0.02 * record.height + 0.5] * 2
+    assert all(abs(a - b) <= t for a, b, t in zip(decision["changes"]["box"], expected, tolerance, strict=True)), \
+        (decision["changes"]["box"], expected)
+
+    current = page.locator("#review-current textarea, #review-current input").first
+    moves = "([el, old]) => el.value && el.value !== old"
+    page.wait_for_function(moves, arg=[current.element_handle(), suggestion], timeout=30_000)  # the next undecided
+    _shown(page)
+    moved_to = current.input_value()
+    page.keyboard.press("n")  # next without deciding: nothing written
+    page.wait_for_function(moves, arg=[current.element_handle(), moved_to], timeout=30_000)
+    assert len(log.read_text().splitlines()) == lines_before + 1
+
+    page.locator("#review-export").click()
+    page.get_by_text("Corrected annotations written").wait_for(timeout=30_000)
+    corrected = load_annotation_file(running_app.data / "valid.corrected.json", running_app.data / "valid")
+    fixed = corrected.by_id()[record.image_id]
+    hits = [i for i, (b, c) in enumerate(zip(fixed.boxes.tolist(), fixed.category_ids.tolist(), strict=True))
+            if c == digit_to_category(7) and all(abs(x - y) < 0.01 for x, y in zip(b, decision["changes"]["box"],
+                                                                                    strict=True))]
+    assert len(hits) == 1, (fixed.boxes.tolist(), decision["changes"])
 
 
 def test_a_new_upload_replaces_the_list_and_a_bad_file_warns_once(running_app: RunningApp, page,  # noqa: F811
@@ -153,7 +231,8 @@ def test_tables_show_every_column_and_the_image_id_starts_empty(running_app: Run
     assert page.locator("#inspect-id textarea, #inspect-id input").first.input_value() == ""  # not a made-up 0
 
     page.get_by_role("tab", name="Annotation review").click()
-    assert page.get_by_role("slider", name="Minimum model score for a suggestion").input_value() == "0.5"
+    assert page.get_by_role("slider", name="Minimum model score for a suggestion").input_value() == \
+        str(DEFAULT_MIN_SCORE)
     page.locator("#review-find").click()
     page.locator('#review-list [data-testid="cell-0-1"]').wait_for(timeout=60_000)
     assert _clipped_columns(page, "#review-list") == []  # before: 'decided at' was cut off
