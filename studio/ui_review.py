@@ -79,6 +79,7 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
                                      show_clear_button=False, show_download_button=False, show_share_button=False,
                                      boxes_alpha=0.12, box_min_size=4, handle_size=7, box_thickness=3,
                                      box_selected_thickness=4, elem_id="review-editor")
+            exported = gr.File(label="Corrected annotations", interactive=False, height=90, elem_id="review-file")
         with gr.Column(scale=1):
             current = gr.Textbox(label="Suggestion", interactive=True, elem_id="review-current",
                                  info="its id; filled when you click a row")
@@ -91,7 +92,6 @@ def build_review_tab(studio: Studio, views: ReviewViews) -> None:
             delete = gr.Button("Delete this ground-truth box", size="sm", elem_id="review-delete")
             status = gr.Markdown("", elem_id="review-status")
             gr.Markdown(KEYS_HELP, elem_id="review-keys")
-            exported = gr.File(label="Corrected annotations", interactive=False, height=90, elem_id="review-file")
 
     split.change(split_note, split, fairness, api_visibility="private").then(
         lambda: ([], "", "", None, "", None), None, [listing, summary, current, editor, described, digit],
