@@ -10,9 +10,12 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 from PIL import Image
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.transforms.v2 import functional as F
 
 from detector.checkpoint import CheckpointMeta, load_checkpoint
@@ -48,14 +51,14 @@ class Predictor:
     max_candidates: int = DEFAULT_MAX_CANDIDATES
 
     def __post_init__(self) -> None:
-        heads = self.model.roi_heads
+        heads = cast(RoIHeads, self.model.roi_heads)
         heads.score_thresh = self.score_floor
         heads.nms_thresh = 1.0  # NMS happens later, on the cached candidates
         heads.detections_per_img = self.max_candidates
         self.model.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str | None = "auto", **kwargs: float) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, device: str | None = "auto", **kwargs: Any) -> Predictor:
         dev = resolve_device(device)
         loaded = load_checkpoint(path, device=dev)
         return cls(model=loaded.model, meta=loaded.meta, device=dev, **kwargs)
@@ -63,7 +66,7 @@ class Predictor:
     def check_fits(self, image: Image.Image, label: str) -> None:
         """Refuse an image the model's resize would squash to a side under 1 px (torchvision scales the short side
         to min_size unless the long side would pass max_size, so an image over max_size:1 loses its short side)."""
-        transform = self.model.transform
+        transform = cast(GeneralizedRCNNTransform, self.model.transform)
         width, height = image.size
         scale = min(transform.min_size[-1] / min(width, height), transform.max_size / max(width, height))
         if math.floor(min(width, height) * scale) < 1:
