@@ -204,8 +204,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Loa
     return LoadedCheckpoint(model=model.to(device).eval(), meta=meta, path=path)
 
 
-def update_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
+def update_meta(path: str | Path, *, to: str | Path | None = None, **changes: Any) -> CheckpointMeta:
     """Rewrite a checkpoint with some metadata fields changed (e.g. thresholds saved from the app); atomic.
+    With `to`, the changed checkpoint is written there and `path` is left as it was (a calibrated copy).
 
     Object fields are merged: `thresholds` takes a Thresholds or some of its keys ({"number_score": 0.6}).
     """
@@ -218,5 +219,5 @@ def update_meta(path: str | Path, **changes: Any) -> CheckpointMeta:
         if isinstance(current, Thresholds) and not isinstance(value, Thresholds):
             value = Thresholds.from_dict({**current.to_dict(), **value})
         setattr(meta, key, {**current, **value} if isinstance(current, dict) else value)
-    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=meta.to_header()))
+    atomic_write(path if to is None else to, lambda tmp: save_file(state, str(tmp), metadata=meta.to_header()))
     return meta

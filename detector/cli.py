@@ -1,8 +1,9 @@
-"""`python -m detector predict|evaluate|info|convert`: the command line for trained checkpoints.
+"""`python -m detector predict|evaluate|calibrate|info|convert`: the command line for trained checkpoints.
 
 predict writes Task 1's pred.json (every detection above a low floor after NMS: cutting the JSON at the
 display threshold would cost mAP) and Task 2's pred.csv (numbers read at the checkpoint's calibrated number
-threshold unless --number-threshold is given).
+thresholds, per digit where it has them, unless --number-threshold / --no-per-digit say otherwise).
+calibrate chooses those thresholds on a labelled split and writes them into a copy of the checkpoint.
 """
 from __future__ import annotations
 
@@ -34,14 +35,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-agnostic", action=argparse.BooleanOptionalAction, default=None,
                    help="NMS across classes (digits never overlap) or per class (default: the checkpoint's)")
     p.add_argument("--number-threshold", type=float, default=None,
-                   help="score threshold for reading numbers (default: the checkpoint's calibrated one)")
+                   help="score threshold for reading numbers, for digits without their own (default: the "
+                        "checkpoint's calibrated one)")
+    p.add_argument("--per-digit", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the checkpoint's per-digit number thresholds where it has them (default); "
+                        "--no-per-digit reads every digit at the number threshold")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _thresholds(args: argparse.Namespace, checkpoint: Thresholds) -> Thresholds:
     """The checkpoint's thresholds with the command line's over them: the one way to override them."""
     return checkpoint.override(nms_iou=args.nms_iou, class_agnostic=args.class_agnostic,
-                               number_score=args.number_threshold)
+                               number_score=args.number_threshold, per_digit=args.per_digit)
+
+
+def describe_number_thresholds(t: Thresholds) -> str:
+    """'number threshold 0.65' or 'number threshold 0.65 (digit 1: 0.80, digit 7: 0.55)'."""
+    own = ", ".join(f"digit {d}: {v:.2f}" for d, v in t.number_score_by_digit)
+    return f"number threshold {t.number_score:.2f}" + (f" ({own})" if own else "")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="valid", choices=("train", "valid"))
     p.add_argument("--backend", default="pycocotools", choices=COCO_BACKENDS)
     p.add_argument("--json", type=Path, default=None, help="also write the metrics to this JSON file")
+
+    p = sub.add_parser("calibrate", help="choose the number thresholds (global and per digit) on a labelled split "
+                                         "and write them into a copy of the checkpoint")
+    _add_common(p)
+    p.add_argument("--data", type=Path, required=True, help="HW2 data folder with valid.json and valid/")
+    p.add_argument("--split", default="valid", choices=("train", "valid"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="the calibrated copy (default: CHECKPOINT with .calibrated before .safetensors)")
+    p.add_argument("--min-digit-count", type=int, default=None,
+                   help="ground-truth boxes a digit needs in the split before it may get its own threshold "
+                        "(default: detector.calibration.MIN_DIGIT_COUNT)")
 
     p = sub.add_parser("info", help="print a checkpoint's metadata (without loading its weights)")
     p.add_argument("checkpoint", type=Path)
@@ -95,7 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             readings[image_id] = -1
             continue
         # one NMS at the lower of the two cuts: pred.json's floor does not change the numbers read (see refilter)
-        final = refilter(result, min(args.score_floor, t.number_score), t.nms_iou, t.class_agnostic)
+        final = refilter(result, min(args.score_floor, t.lowest_number_score), t.nms_iou, t.class_agnostic)
         detections[image_id] = above_score(final, args.score_floor)
         readings[image_id] = t.number(final)
     ids = [i for i, _ in items]
@@ -103,7 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     csv_path = write_pred_csv(args.out / "pred.csv", readings, image_ids=ids)
     n_boxes = sum(len(d) for d in detections.values())
     print(f"wrote {json_path} ({n_boxes} boxes, score >= {args.score_floor}) and {csv_path} "
-          f"({len(ids)} rows, number threshold {t.number_score:.2f}, NMS IoU {t.nms_iou:.2f}"
+          f"({len(ids)} rows, {describe_number_thresholds(t)}, NMS IoU {t.nms_iou:.2f}"
           f"{', class-agnostic' if t.class_agnostic else ''})")
     for message in failed:
         print(f"warning: no prediction for an unreadable or unusable image (pred_label -1): {message}",
@@ -125,9 +147,41 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     width = max(len(n) for n in STAT_NAMES)
     for name in STAT_NAMES:
         print(f"{name:<{width}}  {score.metrics[name]:.4f}")
-    print(f"{'number accuracy':<{width}}  {score.number_accuracy:.4f}  (number threshold {t.number_score:.2f})")
+    print(f"{'number accuracy':<{width}}  {score.number_accuracy:.4f}  ({describe_number_thresholds(t)})")
     if args.json:
         args.json.write_text(json.dumps(score.row(), indent=2))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from detector.calibration import MIN_DIGIT_COUNT, calibrate
+    from detector.checkpoint import update_meta
+    from detector.predictor import Predictor
+    from detector.scoring import predict_split
+
+    out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}.calibrated{args.checkpoint.suffix}")
+    if out.resolve() == args.checkpoint.resolve():
+        raise ValueError(f"--out {out} is the checkpoint itself; calibrate writes a copy: give another --out")
+    if args.min_digit_count is not None and args.min_digit_count < 0:
+        raise ValueError(f"--min-digit-count should be 0 or more, got {args.min_digit_count}")
+    split = load_split(args.data, args.split)
+    print(split.report.summary())
+    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    own = _thresholds(args, predictor.meta.thresholds)
+    candidates = predict_split(predictor, split, args.batch_size, progress=not args.no_progress)
+    min_count = MIN_DIGIT_COUNT if args.min_digit_count is None else args.min_digit_count
+    result = calibrate(split.records, candidates, own, per_digit=args.per_digit is not False, min_count=min_count)
+    summary = {**result.summary(), "min_digit_count": min_count, "data": str(args.data), "split": args.split}
+    update_meta(args.checkpoint, to=out, thresholds=result.thresholds, metrics={"calibration": summary})
+    t = result.thresholds
+    print(f"number accuracy on {args.split} ({result.images} images): {result.accuracy_global:.4f} at the global "
+          f"threshold, {result.accuracy:.4f} with {describe_number_thresholds(t)}; NMS IoU {t.nms_iou:.2f}"
+          f"{', class-agnostic' if t.class_agnostic else ''}")
+    digits_short = [str(d) for d, n in result.digit_counts.items() if n < min_count]
+    if digits_short:
+        print(f"digits with fewer than {min_count} boxes in the split keep the global threshold: "
+              f"{' '.join(digits_short)}")
+    print(f"wrote {out}")
     return 0
 
 
@@ -152,7 +206,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"predict": cmd_predict, "evaluate": cmd_evaluate, "info": cmd_info, "convert": cmd_convert}
+COMMANDS = {"predict": cmd_predict, "evaluate": cmd_evaluate, "calibrate": cmd_calibrate, "info": cmd_info,
+            "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,8 +31,8 @@ class SplitScore:
     thresholds: Thresholds
     map_floor: float
     records: list[ImageRecord]  # the scored (readable) images
-    final: dict[int, Detections]  # NMS survivors down to min(map_floor, score, number_score): every cut below is exact
-    readings: dict[int, NumberReading]  # each image's number, read at thresholds.number_score
+    final: dict[int, Detections]  # NMS survivors down to min(map_floor, score, any number cut): later cuts are exact
+    readings: dict[int, NumberReading]  # each image's number, read at the thresholds' number cuts
     backend: str
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -58,7 +58,7 @@ def score_candidates(records: Sequence[ImageRecord], candidates: Mapping[int, De
     if not readable:
         raise ValueError(f"none of the {len(records)} images has predictions (all unreadable?); nothing to score")
     start = time.perf_counter()
-    floor = min(map_floor, thresholds.score, thresholds.number_score)
+    floor = min(map_floor, thresholds.score, thresholds.lowest_number_score)
     final = refilter_many({r.image_id: candidates[r.image_id] for r in readable}, floor, thresholds.nms_iou,
                           thresholds.class_agnostic)
     readings = {image_id: thresholds.number(d) for image_id, d in final.items()}

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from detector.checkpoint import load_checkpoint, read_meta, read_state_dict
-from detector.coco_eval import STAT_NAMES
+from detector.coco_eval import STAT_NAMES, SWEEP_THRESHOLDS
 from detector.predictor import Predictor
 from training.__main__ import main
-from training.evaluate import SWEEP_THRESHOLDS
 from training.synth import generate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +102,9 @@ def test_best_checkpoint_loads_in_detector_and_predicts(run, data):
     assert meta.training["synth"]["seed"] == 0  # synth_meta.json's generator settings travel with the weights
     assert Path(meta.training["data"]) == data.resolve() and "train" in meta.training["command"]
     assert [p["threshold"] for p in meta.metrics["threshold_sweep"]] == list(SWEEP_THRESHOLDS)
+    calibration = meta.metrics["calibration"]  # detector.calibration's summary: 4 images, too few for per-digit ones
+    assert calibration["images"] == 4 and calibration["thresholds"] == meta.thresholds.to_dict()
+    assert calibration["number_accuracy"] == meta.metrics["number_accuracy_calibrated"]
     candidates = predictor.candidates([data / "valid" / "1.png"])
     assert len(candidates) == 1 and candidates[0].boxes.shape[1] == 4
     best_epoch = max(_metrics(run), key=lambda r: r["valid"]["AP"])["epoch"]

@@ -7,7 +7,7 @@ at the run's validation thresholds (`validation_thresholds`):
   the whole precision-recall curve, and cutting detections at 0.5 throws its low-precision end away;
 - the seed validated at score 0.5 / NMS 0.5: the same stats at `val_score` are recorded with an
   `_at_val_score` suffix, and number accuracy (Task 2) is read at `val_score`.
-After training, `sweep_score_threshold` picks the number threshold stored in the checkpoint.
+After training, `calibrate_thresholds` (detector.calibration) picks the thresholds stored in the checkpoint.
 """
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from detector.calibration import Calibration, calibrate
 from detector.checkpoint import CheckpointMeta
-from detector.coco_eval import SWEEP_THRESHOLDS, sweep_score_threshold
 from detector.detections import Detections
 from detector.hw2 import ImageRecord
 from detector.models import ModelConfig
@@ -100,29 +100,8 @@ def split_metrics(records: Sequence[ImageRecord], candidates: Mapping[int, Detec
     return out
 
 
-# NMS settings tried by the calibration besides the run's own: digits never overlap, so class-agnostic NMS at a
-# low IoU removes the second-class box a confused model puts on one digit (+10 points of number accuracy seen on
-# synthetic validation after one epoch of effnet_lite0).
-CALIBRATION_NMS = ((True, 0.3), (True, 0.5), (False, 0.3))
-
-
 def calibrate_thresholds(records: Sequence[ImageRecord], candidates: Mapping[int, Detections],
-                         config: TrainConfig) -> tuple[Thresholds, list[dict[str, float]]]:
-    """The score threshold and NMS setting with the best number accuracy on valid, and that setting's sweep.
-
-    The threshold becomes both `number_score` (Task 2) and `score` (what the app draws by default): the boxes a
-    user sees are then exactly the digits the number is read from. pred.json ignores it (it keeps every
-    candidate above a low floor, as mAP needs). Among equally good settings the run's own comes first.
-    """
-    readable = [r for r in records if r.image_id in candidates]
-    best = None
-    for agnostic, nms_iou in ((config.class_agnostic, config.val_nms), *CALIBRATION_NMS):
-        sweep = sweep_score_threshold(readable, candidates, SWEEP_THRESHOLDS, nms_iou, agnostic)
-        if best is None or sweep.best_accuracy > best[0].best_accuracy:
-            best = (sweep, agnostic, nms_iou)
-    assert best is not None
-    sweep, agnostic, nms_iou = best
-    thresholds = Thresholds(score=sweep.best_threshold, nms_iou=nms_iou, number_score=sweep.best_threshold,
-                            class_agnostic=agnostic)
-    points = [{"threshold": p.threshold, "number_accuracy": p.number_accuracy} for p in sweep.points]
-    return thresholds, points
+                         config: TrainConfig) -> Calibration:
+    """The thresholds a run's best checkpoint carries: detector.calibration from the run's own NMS setting (the
+    global number threshold, then per-digit ones where valid is large enough to show a gain)."""
+    return calibrate(records, candidates, validation_thresholds(config))

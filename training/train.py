@@ -572,16 +572,19 @@ class Trainer:
             candidates = collect_candidates(self.model, self.model_config, loader, self.device, self.amp_dtype,
                                             distributed.DistInfo(), self.bad_images, self.config.progress, "calibrate")
             assert candidates is not None
-            thresholds, sweep = calibrate_thresholds(valid.records, candidates, self.config)
-            accuracy = next(p["number_accuracy"] for p in sweep if p["threshold"] == thresholds.number_score)
+            calibration = calibrate_thresholds(valid.records, candidates, self.config)
+            thresholds, sweep = calibration.thresholds, calibration.points()
             with self._saving("the calibrated thresholds"):  # a resume of a finished run redoes only this
                 update_meta(best, thresholds=thresholds,
-                            metrics={**meta.metrics, "number_accuracy_calibrated": accuracy, "threshold_sweep": sweep})
+                            metrics={**meta.metrics, "number_accuracy_calibrated": calibration.accuracy,
+                                     "threshold_sweep": sweep, "calibration": calibration.summary()})
                 atomic_write_text(self.run_dir / "threshold_sweep.json",
                                   json.dumps({"best": thresholds.to_dict(), "points": sweep}, indent=2) + "\n")
             self._plot()
             log.info("done: best valid mAP %.4f at epoch %d; number threshold %.2f gives number accuracy %.4f on "
-                     "valid; %s", state.best_map, state.best_epoch, thresholds.number_score, accuracy, best)
+                     "valid (%.4f with per-digit thresholds %s); %s", state.best_map, state.best_epoch,
+                     thresholds.number_score, calibration.accuracy_global, calibration.accuracy,
+                     dict(thresholds.number_score_by_digit) or "none", best)
         distributed.barrier(self.info)
 
 
