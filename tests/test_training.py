@@ -17,6 +17,7 @@ import torch
 from detector.checkpoint import load_checkpoint, read_meta, read_state_dict
 from detector.coco_eval import STAT_NAMES, SWEEP_THRESHOLDS
 from detector.predictor import Predictor
+from detector.provenance import TrainingData
 from training.__main__ import main
 from training.synth import generate_dataset
 
@@ -102,6 +103,11 @@ def test_best_checkpoint_loads_in_detector_and_predicts(run, data):
     assert meta.training["synth"]["seed"] == 0  # synth_meta.json's generator settings travel with the weights
     assert Path(meta.training["data"]) == data.resolve() and "train" in meta.training["command"]
     assert [p["threshold"] for p in meta.metrics["threshold_sweep"]] == list(SWEEP_THRESHOLDS)
+    # the images it learned from are recorded by content: a review of its train split is flagged as unfair
+    seen = TrainingData.from_meta(meta.training)
+    train_images = sorted((data / "train").glob("*.png"))
+    assert [(o.used_as, o.shared, o.basis) for o in seen.overlaps(data, "train", train_images)] == [
+        ("train", len(train_images), "images")]
     calibration = meta.metrics["calibration"]  # detector.calibration's summary: 4 images, too few for per-digit ones
     assert calibration["images"] == 4 and calibration["thresholds"] == meta.thresholds.to_dict()
     assert calibration["number_accuracy"] == meta.metrics["number_accuracy_calibrated"]

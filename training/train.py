@@ -38,6 +38,7 @@ from detector.checkpoint import CheckpointMeta, read_state_dict, save_checkpoint
 from detector.fileio import atomic_write, atomic_write_text
 from detector.hw2 import Split, load_annotation_file, load_split
 from detector.models import build_model, count_parameters, finalize_config
+from detector.provenance import split_fingerprints
 from training import distributed
 from training.augment import build_train_transform
 from training.config import ConfigError, TrainConfig, effective_workers, from_json
@@ -295,6 +296,8 @@ class Trainer:
                                           make_loader(dataset, sampler, val_batch, workers, collate_eval, pin, c.seed)))
         self.data_info = data_description(Path(c.data), {"train": len(train), "valid": len(valid),
                                                          **{n: len(s) for n, s in zip(extra_names, extras, strict=False)}})
+        # content hashes of the images, so a review can tell whether this model saw the split it reviews
+        self.data_info["fingerprints"] = split_fingerprints({"train": train.records, "valid": valid.records})
 
     def _build_model(self) -> None:
         c = self.config
