@@ -3,10 +3,13 @@
 A synthetic validation split (held-out styles) gets `--rate` of its boxes planted of each of four kinds, one
 error per image (training.label_noise: swapped class, box shifted or resized to IoU 0.3-0.6, box deleted,
 spurious box added). The shipped model's raw candidates (score floor 0.01, NMS off: what the app caches) are
-computed once and cached. Three rankings of the same predictions:
-- old: studio.review.find_suggestions, the app's review call today (detector.matching.find_annotation_suspects
-  at the app's default minimum score and the checkpoint's thresholds); an image scores its strongest suggestion;
-- new: detector.label_quality.judge_labels; an image scores its strongest suspicion;
+computed once and cached. Rankings of the same predictions:
+- previous review: detector.matching.find_annotation_suspects at minimum score 0.7 and the checkpoint's
+  thresholds, what the app's review ran before detector.label_quality (kept here only as this baseline); an
+  image scores its strongest suggestion;
+- new: detector.label_quality.judge_labels, every suspicion; an image scores its strongest suspicion;
+- app: studio.review.find_suggestions, the app's review call today: the new ranking cut at the app's default
+  minimum score (images without a suggestion tie at 0);
 - ObjectLab: cleanlab.object_detection.rank.get_label_quality_scores (optional, benchmark only:
   `pip install cleanlab`) on the same candidates, per class as it asks; an image scores 1 - its quality.
 Per error kind: AP of the image ranking (positives: images holding an error of that kind; negatives: clean
@@ -15,6 +18,8 @@ recall@5% / @20%: the share of planted errors that a reviewer reading a method's
 suspicious first, would meet within 5% / 20% of the number of labelled boxes (each place read once: see
 `distinct`): a suggestion on the very label (or, for a deleted box, a suggested box at IoU >= 0.5 with it),
 whatever kind it names. With 4 kinds at 4% each, 5% of the boxes can reach at most about 31% of the errors.
+Then, for the minimum score: at each of MIN_SCORES, the app's suggestions per image, the share of them that point
+at a planted error (each place once), and the share of the planted errors they find.
 
     python benchmarks/label_errors.py [--images 600] [--rate 0.04] [--seed 1] [--checkpoint CKPT] [--data DATA]
 """
@@ -39,7 +44,9 @@ from detector.detections import Detections
 from detector.fileio import atomic_write_text
 from detector.hw2 import ImageRecord, load_split
 from detector.label_quality import judge_labels
+from detector.matching import find_annotation_suspects, match_records
 from detector.predictor import DEFAULT_MAX_CANDIDATES, DEFAULT_SCORE_FLOOR, Predictor
+from detector.refilter import refilter_many
 from studio import cache
 from studio.paths import user_cache_dir
 from studio.review import DEFAULT_MIN_SCORE, find_suggestions
@@ -50,6 +57,8 @@ CLEANLAB_INSTALL = "pip install cleanlab"
 REVIEW_SHARES = (0.05, 0.20)  # recall when reviewing this share of the number of labelled boxes
 PRECISION_AT = (50, 100)
 FOUND_IOU = 0.5  # a suggested box this close to a deleted one finds it
+PREVIOUS_MIN_SCORE = 0.7  # the app's default with the previous review
+MIN_SCORES = (0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97)
 
 
 @dataclass(frozen=True)
@@ -88,14 +97,34 @@ def precision_at(scores: np.ndarray, positive: np.ndarray, k: int) -> float:
 
 
 def found(error: PlantedError, flags: Sequence[Flag]) -> bool:
-    for f in flags:
-        if f.image_id != error.image_id:
-            continue
-        if error.gt_index >= 0 and f.gt_index == error.gt_index:
-            return True
-        if error.gt_index < 0 and f.gt_index < 0 and _iou(f.box, error.true_box) >= FOUND_IOU:
-            return True
-    return False
+    return any(points_at(f, error) for f in flags)
+
+
+def points_at(f: Flag, error: PlantedError) -> bool:
+    """Whether a suggestion is on the erroneous label, or (for a deleted box) suggests a box at IoU >= 0.5 with it."""
+    if f.image_id != error.image_id:
+        return False
+    if error.gt_index >= 0:
+        return f.gt_index == error.gt_index
+    return f.gt_index < 0 and _iou(f.box, error.true_box) >= FOUND_IOU
+
+
+def min_score_table(records: Sequence[ImageRecord], candidates: dict[int, Detections],
+                    planted: Sequence[PlantedError]) -> list[dict[str, float]]:
+    """At each minimum score, the app's suggestions (each place once): per image, the share that point at a
+    planted error, and the share of the planted errors found."""
+    by_image: dict[int, list[PlantedError]] = {}
+    for e in planted:
+        by_image.setdefault(e.image_id, []).append(e)
+    rows = []
+    for m in MIN_SCORES:
+        flags = distinct([Flag(s.image_id, s.gt_index, s.box, s.confidence)
+                          for s in find_suggestions(records, candidates, m)])
+        real = sum(any(points_at(f, e) for e in by_image.get(f.image_id, ())) for f in flags)
+        rows.append({"min_score": m, "suggestions": len(flags), "per_image": len(flags) / len(records),
+                     "real": real / len(flags) if flags else float("nan"),
+                     "found": float(np.mean([found(e, flags) for e in planted])) if planted else float("nan")})
+    return rows
 
 
 def distinct(flags: Sequence[Flag]) -> list[Flag]:
@@ -144,13 +173,23 @@ def score_ranking(ranking: Ranking, records: Sequence[ImageRecord], planted: Seq
     return out
 
 
-def old_review(records: Sequence[ImageRecord], candidates: dict[int, Detections], t: Any) -> Ranking:
-    """`t`: the checkpoint's thresholds, which the app's review uses."""
+def previous_review(records: Sequence[ImageRecord], candidates: dict[int, Detections], t: Any) -> Ranking:
+    """The review before detector.label_quality; `t`: the checkpoint's thresholds, which it used."""
     start = time.perf_counter()
-    suggestions = find_suggestions(records, candidates, t.score, t.nms_iou, t.class_agnostic, DEFAULT_MIN_SCORE)
+    final = refilter_many({r.image_id: candidates[r.image_id] for r in records}, min(t.score, PREVIOUS_MIN_SCORE),
+                          t.nms_iou, t.class_agnostic)
+    suspects = find_annotation_suspects(match_records(records, final), min_score=PREVIOUS_MIN_SCORE)
     seconds = time.perf_counter() - start
-    flags = [Flag(s.image_id, s.gt_index, s.box, s.confidence) for s in suggestions]  # already most confident first
-    return Ranking(f"old (app review, min score {DEFAULT_MIN_SCORE})", _image_max(flags), flags, seconds)
+    flags = [Flag(s.image_id, s.gt_index, s.box, s.confidence) for s in suspects]  # already most confident first
+    return Ranking(f"previous review (min score {PREVIOUS_MIN_SCORE})", _image_max(flags), flags, seconds)
+
+
+def app_review(records: Sequence[ImageRecord], candidates: dict[int, Detections]) -> Ranking:
+    start = time.perf_counter()
+    suggestions = find_suggestions(records, candidates, DEFAULT_MIN_SCORE)
+    seconds = time.perf_counter() - start
+    flags = [Flag(s.image_id, s.gt_index, s.box, s.confidence) for s in suggestions]  # most suspicious first
+    return Ranking(f"app (review tab, min score {DEFAULT_MIN_SCORE})", _image_max(flags), flags, seconds)
 
 
 def new_review(records: Sequence[ImageRecord], candidates: dict[int, Detections]) -> Ranking:
@@ -263,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     candidates = model_candidates(args.checkpoint, data, records, args.device)
     noisy, planted = plant_label_errors(records, args.rate, args.seed)
     thresholds = read_meta(args.checkpoint).thresholds
-    rankings = [old_review(noisy, candidates, thresholds), new_review(noisy, candidates)]
+    rankings = [previous_review(noisy, candidates, thresholds), new_review(noisy, candidates),
+                app_review(noisy, candidates)]
     anchor = objectlab_review(noisy, candidates)
     notes = [anchor] if isinstance(anchor, str) else []
     rankings += [] if isinstance(anchor, str) else [anchor]
@@ -274,9 +314,16 @@ def main(argv: list[str] | None = None) -> None:
     print_table(results, rankings, len(records))
     for note in notes:
         print(note)
+    by_min_score = min_score_table(noisy, candidates, planted)
+    print("\n| minimum score | suggestions per image | share of them real | planted errors found |\n|---|---|---|---|")
+    for row in by_min_score:
+        print(f"| {row['min_score']:.2f} | {row['per_image']:.2f} ({row['suggestions']}) | {row['real']:.0%} "
+              f"| {row['found']:.0%} |")
     payload = {"images": len(records), "boxes": n_boxes, "rate": args.rate, "seed": args.seed, "data": str(data),
-               "checkpoint": str(args.checkpoint), "old_min_score": DEFAULT_MIN_SCORE,
-               "old_thresholds": {k: getattr(thresholds, k) for k in ("score", "nms_iou", "class_agnostic")},
+               "checkpoint": str(args.checkpoint), "app_min_score": DEFAULT_MIN_SCORE,
+               "previous_min_score": PREVIOUS_MIN_SCORE,
+               "previous_thresholds": {k: getattr(thresholds, k) for k in ("score", "nms_iou", "class_agnostic")},
+               "by_min_score": by_min_score,
                "results": results, "ms_per_image": {r.name: 1000 * r.seconds / len(records) for r in rankings},
                "notes": notes, "planted": [asdict(e) for e in planted], "machine": platform.platform()}
     atomic_write_text(args.out, json.dumps(payload, indent=1))

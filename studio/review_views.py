@@ -18,6 +18,7 @@ from PIL import Image, ImageColor
 from detector.categories import category_to_digit, digit_to_category
 from detector.hw2 import ImageRecord
 from detector.images import ImageLoadError, load_rgb
+from detector.matching import MISSED
 from studio.drawing import KIND_COLOURS, display_scale, draw_boxes
 from studio.lru import BoundedLRU
 from studio.paths import VALID_SPLIT
@@ -34,7 +35,11 @@ from studio.review_split import ReviewSplit, available_splits
 from studio.session import Progress, Studio, StudioError
 
 SUGGESTION_LISTS_KEPT = 8  # one list per (split, minimum score) asked for
-SUGGESTION_COLOUR = {"missing_annotation": KIND_COLOURS["background"], "wrong_label": KIND_COLOURS["wrong_class"],
+# as the validation views colour the same disagreement: a label the model misses is a missed digit, a digit it
+# finds unlabelled a background detection
+SUGGESTION_COLOUR = {"swapped_class": KIND_COLOURS["wrong_class"], "badly_located": KIND_COLOURS["poor_localisation"],
+                     "spurious_box": KIND_COLOURS[MISSED], "missing_box": KIND_COLOURS["background"],
+                     "missing_annotation": KIND_COLOURS["background"], "wrong_label": KIND_COLOURS["wrong_class"],
                      "loose_box": KIND_COLOURS["poor_localisation"], "tight_box": KIND_COLOURS["poor_localisation"]}
 EDIT_TOLERANCE_PX = 1.5  # display pixels: the editor returns whole display pixels, so a box left alone moves < 1
 
@@ -66,15 +71,15 @@ class ReviewViews:
         key = (sp.name, round(float(min_score), 3))
         if (cached := self.lists.get(key)) is not None:
             return cached
-        candidates = sp.candidates(progress)
-        t = self.studio.default_thresholds()
-        found = find_suggestions(sp.records, candidates, t.score, t.nms_iou, t.class_agnostic, key[1])
+        found = find_suggestions(sp.records, sp.candidates(progress), key[1])
         return self.lists.put(key, found)
 
     def find(self, suggestion_id: str, min_score: float, split: str | None = None) -> Suggestion:
-        for s in self.suggestions(min_score, split=split):
-            if s.id == suggestion_id:
-                return s
+        """The suggestion of this id, listed at `min_score` or (a caller's other minimum score) at any score."""
+        for score in (min_score, 0.0):
+            for s in self.suggestions(score, split=split):
+                if s.id == suggestion_id:
+                    return s
         raise StudioError(f"unknown suggestion {suggestion_id!r}; press 'Find likely annotation errors' again")
 
     def next_undecided(self, after: str, min_score: float, split: str | None = None, *,
@@ -187,11 +192,11 @@ class ReviewViews:
         kinds = f" ({count_by_kind(found)})" if found else ""
         lines = [f"{len(rows)} suggestion(s) in the {sp.name} split{kinds}, {decided} decided. {store.note}"]
         if not rows and min_score is not None:
-            lower = (f"lower the minimum score (e.g. to {DEFAULT_MIN_SCORE}) to see less confident disagreements"
+            lower = (f"lower the minimum score (e.g. to {DEFAULT_MIN_SCORE}) to see more of them"
                      if float(min_score) > DEFAULT_MIN_SCORE else
-                     f"even down to {float(min_score):.2f} it agrees with the labels, or is too unsure to disagree "
-                     "(see its mAP in the Validation tab)")
-            lines.append(f"No suggestion: no prediction at score ≥ {float(min_score):.2f} disagrees with the labels; "
+                     f"a score ranks a suspicion within the split (at most 1 - 1/{len(sp.records)} images here), "
+                     "so lower it further to see more")
+            lines.append(f"No suggestion: no label of this split is suspicious at score ≥ {float(min_score):.2f}; "
                          f"{lower}.")
         if sp.unreadable:
             lines.append(f"⚠️ {len(sp.unreadable)} image(s) could not be read and were skipped "

@@ -16,13 +16,13 @@ from studio.session import Studio, StudioError
 from studio.tempfiles import TEMP
 from studio.ui_controls import problem
 
-LIST_HEADERS = ["#", "suggestion", "image", "kind", "proposal", "model score", "decision", "decided at"]
+LIST_HEADERS = ["#", "suggestion", "image", "kind", "proposal", "suspicion", "decision", "decided at"]
 LIST_WIDTHS = ["4%", "20%", "6%", "12%", "22%", "9%", "9%", "18%"]  # every column visible, long text wraps
 MIN_SCORE_RANGE = (0.3, 1.0)
 KEYS_HELP = ("**Keys** (when not typing in a field): **A** accept the box and digit as shown (an edit when you "
-             "changed them) · **R** reject · **N** next, undecided · **0-9** set the digit. On the image: **C** "
-             "then drag to draw a new box, **D** then drag to move it or its corners, **Space** reset the zoom "
-             "(wheel zooms).")
+             "changed them; for *no digit here?* a delete of that label) · **R** reject · **N** next, undecided · "
+             "**0-9** set the digit. On the image: **C** then drag to draw a new box, **D** then drag to move it or "
+             "its corners, **Space** reset the zoom (wheel zooms).")
 # keydown anywhere but in a text field -> the review tab's buttons and digit choice; only while that tab is shown
 REVIEW_KEYS_HEAD = """<script>
 document.addEventListener("keydown", (event) => {
@@ -49,14 +49,17 @@ def _session(request: gr.Request | None) -> str:
 
 
 def build_review_tab(studio: Studio, views: ReviewViews) -> None:
-    gr.Markdown("Suggestions come from confident model predictions that disagree with the labels. Decisions are "
-                "saved as you make them, one line each in the split's `.review.jsonl`; the annotation file is "
-                "never changed.", elem_id="review-note")
+    gr.Markdown("Suggestions are the labels (and unlabelled digits) the model disagrees with most in this split: "
+                "a wrong digit, a box off its digit, a box with no digit under it, a digit with no box. A score ranks "
+                "a suspicion within the split (0.9: for each kind, about one image in ten has one as strong), so the "
+                "minimum score sets how many you review: about 4 x (1 - score) per image. Decisions are saved as "
+                "you make them, one line each in the split's `.review.jsonl`; the annotation file is never changed.",
+                elem_id="review-note")
     with gr.Row():
         split = gr.Dropdown(views.split_names, value=views.default_split, label="Split to review", scale=1,
                             elem_id="review-split")
         min_score = gr.Slider(*MIN_SCORE_RANGE, DEFAULT_MIN_SCORE, step=0.01, scale=2,
-                              label="Minimum model score for a suggestion", elem_id="review-min-score")
+                              label="Minimum suspicion score for a suggestion", elem_id="review-min-score")
         find_btn = gr.Button("Find likely annotation errors", variant="primary", elem_id="review-find")
         export_btn = gr.Button("Export corrected COCO json", elem_id="review-export")
 

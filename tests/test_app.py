@@ -52,7 +52,7 @@ def confident_checkpoint(path: Path) -> Path:
 def start_app(root: Path) -> tuple[RunningApp, object]:
     import app
 
-    data = write_tiny_hw2(root / "DATA", n_train=1, n_valid=5, n_test=0)
+    data = write_tiny_hw2(root / "DATA", n_train=4, n_valid=5, n_test=0)
     samples = root / "samples"
     samples.mkdir()
     for i in (1, 2):
@@ -177,32 +177,35 @@ def test_annotation_review_from_two_sessions(running_app: RunningApp) -> None:
     assert Path(editor["image"]).is_file() and digit in "0123456789" and "proposed box" in text
     assert [b["label"] for b in editor["boxes"]] == [digit]  # the one box to edit, labelled with its digit
 
-    assert "accept recorded" in alice.predict(suggestion_id=first, decision="accept", author="alice",
-                                              api_name="/review_decide")
+    kind = first.split(":")[1]
+    accepted = "delete" if kind == "spurious_box" else "accept"  # accepting 'no digit here?' deletes the label
+    assert f"{accepted} recorded" in alice.predict(suggestion_id=first, decision="accept", author="alice",
+                                                   api_name="/review_decide")
     assert "reject recorded" in bob.predict(suggestion_id=second, decision="reject", author="bob",
                                             api_name="/review_decide")
     assert "outside" in bob.predict(first, "edit", "0, 0, 9999, 5", "3", api_name="/review_decide")
 
     decided = {r[1]: r[6] for r in _rows(alice.predict(0.5, api_name="/review_list")[0])}
-    assert decided[first] == "accept" and decided[second] == "reject"  # each sees the other's decision
+    assert decided[first] == accepted and decided[second] == "reject"  # each sees the other's decision
 
     path, status = bob.predict(api_name="/review_export")
     exported = json.loads(Path(path).read_text())
     on_disk = running_app.data / "valid.corrected.json"
     assert json.loads(on_disk.read_text()) == exported and "unchanged" in status
     original = load_annotation_file(running_app.data / "valid.json", running_app.data / "valid")
-    accepted = running_app.studio.record(int(first.split(":")[0]))
-    changed = load_annotation_file(on_disk, running_app.data / "valid").by_id()[accepted.image_id]
-    kind = first.split(":")[1]
-    if kind == "missing_annotation":
-        assert len(changed.boxes) == len(accepted.boxes) + 1
-    elif kind == "wrong_label":
-        assert changed.category_ids.tolist() != accepted.category_ids.tolist()
+    before = running_app.studio.record(int(first.split(":")[0]))
+    changed = load_annotation_file(on_disk, running_app.data / "valid").by_id()[before.image_id]
+    if kind == "missing_box":
+        assert len(changed.boxes) == len(before.boxes) + 1
+    elif kind == "spurious_box":
+        assert len(changed.boxes) == len(before.boxes) - 1
+    elif kind == "swapped_class":
+        assert changed.category_ids.tolist() != before.category_ids.tolist()
     else:
-        assert changed.boxes.round(2).tolist() != accepted.boxes.round(2).tolist()
+        assert kind == "badly_located" and changed.boxes.round(2).tolist() != before.boxes.round(2).tolist()
     assert len(original.records) == len(exported["images"])
     log = (running_app.data / "valid.review.jsonl").read_text().splitlines()
-    assert [(json.loads(line)["decision"], json.loads(line)["author"]) for line in log] == [("accept", "alice"),
+    assert [(json.loads(line)["decision"], json.loads(line)["author"]) for line in log] == [(accepted, "alice"),
                                                                                            ("reject", "bob")]
 
 

@@ -143,8 +143,9 @@ def _store_with_decisions(root: Path):
     records = load_split(root, "valid").records
     r0, r1 = records[0], records[1]
     suspects = [
-        AnnotationSuspect(r0.image_id, "wrong_label", 0, tuple(r0.boxes[0]), int(r0.category_ids[0]) % 10 + 1, 0.97),
-        AnnotationSuspect(r1.image_id, "loose_box", 0, tuple(r1.boxes[0]), int(r1.category_ids[0]), 0.95),
+        AnnotationSuspect(r0.image_id, "swapped_class", 0, tuple(r0.boxes[0]), int(r0.category_ids[0]) % 10 + 1,
+                          0.97),
+        AnnotationSuspect(r1.image_id, "badly_located", 0, tuple(r1.boxes[0]), int(r1.category_ids[0]), 0.95),
     ]
     relabel, refit = make_suggestions(suspects, records)
     store = ReviewStore.beside(root / "valid.json")
@@ -308,7 +309,7 @@ def test_an_empty_review_list_says_why_and_what_to_change(running_app: RunningAp
     assert f"lower the minimum score (e.g. to {DEFAULT_MIN_SCORE})" in summary
     config = json.loads(_get(running_app.url + "config"))
     slider = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "review-min-score")
-    assert slider["props"]["value"] == DEFAULT_MIN_SCORE == 0.7
+    assert slider["props"]["value"] == DEFAULT_MIN_SCORE == 0.95
     image_id = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "inspect-id")
     assert image_id["props"].get("value") in (None, "")  # no made-up id 0 before anything is picked
 

@@ -92,7 +92,7 @@ def test_validation_tab_shows_metrics_and_a_failure_gallery(running_app: Running
 def test_review_tab_click_a_suggestion_and_accept_it(running_app: RunningApp, page) -> None:  # noqa: F811
     ARTIFACTS.mkdir(exist_ok=True)
     page.get_by_role("tab", name="Annotation review").click()
-    page.get_by_role("slider", name="Minimum model score for a suggestion").fill("0.5")
+    page.get_by_role("slider", name="Minimum suspicion score for a suggestion").fill("0.5")
     page.locator("#review-find").click()
     first_cell = page.locator('#review-list [data-testid="cell-0-1"]')  # row 0, the suggestion id column
     first_cell.wait_for(timeout=60_000)
@@ -100,8 +100,9 @@ def test_review_tab_click_a_suggestion_and_accept_it(running_app: RunningApp, pa
     _shown(page)
     suggestion = page.locator("#review-current textarea, #review-current input").first.input_value()
     assert suggestion.count(":") == 2
+    accepted = "delete" if suggestion.split(":")[1] == "spurious_box" else "accept"  # accepting 'no digit here?'
     page.locator("#review-accept").click()
-    page.get_by_text(f"accept recorded for {suggestion}").wait_for(timeout=30_000)
+    page.get_by_text(f"{accepted} recorded for {suggestion}").wait_for(timeout=30_000)
     current = page.locator("#review-current textarea, #review-current input").first
     page.wait_for_function("([el, old]) => el.value && el.value !== old", arg=[current.element_handle(), suggestion],
                            timeout=30_000)  # moved on to the next undecided suggestion
@@ -111,7 +112,7 @@ def test_review_tab_click_a_suggestion_and_accept_it(running_app: RunningApp, pa
     page.screenshot(path=str(ARTIFACTS / "app_review.png"), full_page=True)
     log = running_app.studio.annotation_file.with_name("valid.review.jsonl").read_text().splitlines()
     decision = json.loads(log[-1])
-    assert (decision["suggestion_id"], decision["decision"]) == (suggestion, "accept")
+    assert (decision["suggestion_id"], decision["decision"]) == (suggestion, accepted)
     assert decision["author"].startswith("browser:")
 
 
@@ -121,7 +122,7 @@ def test_review_draw_a_box_press_a_digit_and_accept(running_app: RunningApp, pag
     ARTIFACTS.mkdir(exist_ok=True)
     page.get_by_role("tab", name="Annotation review").click()
     assert "does not record its training data" in page.locator("#review-fairness").inner_text()
-    page.get_by_role("slider", name="Minimum model score for a suggestion").fill("0.5")
+    page.get_by_role("slider", name="Minimum suspicion score for a suggestion").fill("0.5")
     page.locator("#review-find").click()
     row = page.locator('#review-list [data-testid="cell-1-1"]')
     row.wait_for(timeout=60_000)
@@ -231,8 +232,41 @@ def test_tables_show_every_column_and_the_image_id_starts_empty(running_app: Run
     assert page.locator("#inspect-id textarea, #inspect-id input").first.input_value() == ""  # not a made-up 0
 
     page.get_by_role("tab", name="Annotation review").click()
-    assert page.get_by_role("slider", name="Minimum model score for a suggestion").input_value() == \
+    assert page.get_by_role("slider", name="Minimum suspicion score for a suggestion").input_value() == \
         str(DEFAULT_MIN_SCORE)
+    page.get_by_role("slider", name="Minimum suspicion score for a suggestion").fill("0.5")  # 5 images: 0.8 at most
     page.locator("#review-find").click()
     page.locator('#review-list [data-testid="cell-0-1"]').wait_for(timeout=60_000)
     assert _clipped_columns(page, "#review-list") == []  # before: 'decided at' was cut off
+
+
+def test_a_confusion_cell_click_filters_the_gallery_and_tide_is_drawn(running_app: RunningApp, page) -> None:  # noqa: F811
+    """Click a cell of the confusion matrix: the gallery shows that cell's images; TIDE's chart and the F1 curves
+    are drawn beside it."""
+    from studio.failures import cell_label
+    from studio.validation import ValidationViews
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.get_by_role("tab", name="Validation & failures").click()
+    page.locator("#validation-metrics table").wait_for(timeout=60_000)
+    page.locator("#tide-plot img").wait_for(timeout=60_000)
+    page.locator("#f1-curves img").wait_for(timeout=60_000)
+    report = ValidationViews(running_app.studio).report(running_app.studio.default_thresholds())
+    counted = [(r, c) for r in range(len(report.confusion)) for c in range(len(report.confusion)) if report.confusion[r, c]]
+    row, column = sorted(counted, key=lambda c: (c[0] == c[1], c))[0]  # an error cell when there is one
+    expected = report.select(cell=(row, column))
+    assert expected
+    page.locator(f'#confusion [data-testid="cell-{row}-{column + 1}"]').click()  # column 0 names the true digit
+    text = f"{cell_label(row)},{cell_label(column)}"
+    page.wait_for_function("(t) => [...document.querySelectorAll('#confusion-cell textarea, #confusion-cell input')]"
+                           ".some(e => e.value === t)", arg=text, timeout=30_000)
+    page.get_by_text(f"Confusion cell true {cell_label(row)} → predicted {cell_label(column)}: "
+                     f"{len(expected)} image(s)").wait_for(timeout=30_000)
+    page.wait_for_function("(n) => document.querySelectorAll('#failure-gallery img').length === n",
+                           arg=min(len(expected), 60), timeout=30_000)
+    page.wait_for_function("() => [...document.querySelectorAll('#failure-gallery img')].every(i => i.complete && "
+                           "i.naturalWidth > 0)", timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "app_error_analysis.png"), full_page=True)
+    page.locator("#clear-cell").click()
+    page.wait_for_function("() => ![...document.querySelectorAll('#gallery-note')].some(e => "
+                           "e.innerText.includes('Confusion cell'))", timeout=30_000)

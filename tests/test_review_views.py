@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from detector.categories import digit_to_category
+from detector.categories import NUM_CLASSES, digit_to_category
 from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMeta, save_checkpoint
-from detector.hw2 import load_split
+from detector.detections import Detections
+from detector.hw2 import ImageRecord, load_split
 from detector.matching import AnnotationSuspect
 from detector.models import build_model, get_preset
 from detector.provenance import FINGERPRINT_KEY, split_fingerprints
@@ -19,6 +20,7 @@ from studio.paths import DEFAULT_DATA
 from studio.review import DEFAULT_MIN_SCORE, make_suggestions
 from studio.review_views import ReviewViews
 from studio.session import Studio
+from tests.conftest import write_tiny_hw2
 
 
 def _checkpoint(path: Path, training: dict) -> Path:
@@ -62,9 +64,9 @@ def _views_with_suggestions(data: Path, checkpoint: Path, split: str):
     views = _views(data, checkpoint)
     records = views.split(split).records
     r0, r1 = records[0], records[1]
-    suspects = [AnnotationSuspect(r0.image_id, "wrong_label", 0, tuple(r0.boxes[0]), int(r0.category_ids[0]) % 10 + 1,
-                                  0.97),
-                AnnotationSuspect(r1.image_id, "missing_annotation", -1, (1.0, 2.0, 9.0, 20.0), 4, 0.95)]
+    suspects = [AnnotationSuspect(r0.image_id, "swapped_class", 0, tuple(r0.boxes[0]),
+                                  int(r0.category_ids[0]) % 10 + 1, 0.97),
+                AnnotationSuspect(r1.image_id, "missing_box", -1, (1.0, 2.0, 9.0, 20.0), 4, 0.95)]
     views.lists.put((split, DEFAULT_MIN_SCORE), make_suggestions(suspects, records))
     return views, records
 
@@ -115,3 +117,56 @@ def test_next_moves_on_without_deciding_and_a_missing_box_is_refused(tiny_hw2: P
     assert not views.split().require_store().path.exists() or not views.split().require_store().decisions()
     with pytest.raises(Exception, match="no split 'test'"):
         views.split("test")
+
+
+def _seeing(record: ImageRecord) -> Detections:
+    """What a model that sees every true digit caches: each digit's box (a little off, as a model's boxes are)
+    scored 0.95 for its class, 0.02 for the others (NMS off, as the app's raw candidates)."""
+    jitter = 0.4 * torch.sin(torch.arange(4 * len(record.boxes), dtype=torch.float32) + record.image_id).reshape(-1, 4)
+    boxes = (torch.as_tensor(record.boxes, dtype=torch.float32) + jitter).repeat_interleave(NUM_CLASSES - 1, dim=0)
+    classes = torch.arange(1, NUM_CLASSES).repeat(len(record.boxes))
+    truth = torch.as_tensor(record.category_ids, dtype=torch.int64).repeat_interleave(NUM_CLASSES - 1)
+    return Detections(boxes, torch.where(classes == truth, 0.95, 0.02), classes)
+
+
+def test_the_review_finds_a_planted_spurious_box_and_a_swapped_class_and_accepting_fixes_both(
+        tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """The tab's own call at its default minimum score, on a 24-image split where the model sees every true digit:
+    a label with no digit under it is suggested for deletion (accepting deletes it), a relabelled digit for its
+    true class. (The score ranks suspicions within the split, so each kind's strongest few show even on clean
+    labels: here the boxes the model puts least where the labels are.)"""
+    data = write_tiny_hw2(tmp_path / "DATA", n_train=24, n_valid=1, n_test=0, seed=3)
+    true = load_split(data, "train").records
+    candidates = {r.image_id: _seeing(r) for r in true}
+    annotation = json.loads((data / "train.json").read_text())
+    swapped_image, spurious_image = true[0].image_id, true[1].image_id
+    first = next(a for a in annotation["annotations"] if a["image_id"] == swapped_image)
+    true_category = first["category_id"]
+    first["category_id"] = true_category % 10 + 1
+    x, y, w, h = next(a for a in annotation["annotations"] if a["image_id"] == spurious_image)["bbox"]
+    spurious_box = [float(true[1].width - w - 1), float(y), float(w), float(h)]  # right edge: no digit there
+    annotation["annotations"].append({**first, "id": 10_000, "image_id": spurious_image, "bbox": spurious_box,
+                                      "category_id": 3, "area": w * h})
+    (data / "train.json").write_text(json.dumps(annotation))
+
+    views = _views(data, tiny_checkpoint)
+    views.split("train")._candidates = candidates  # the model's cached candidates, without running a model
+    found = views.suggestions(DEFAULT_MIN_SCORE, split="train")
+    noisy = views.split("train").record(spurious_image)
+    planted = {(swapped_image, 0), (spurious_image, len(noisy.boxes) - 1)}
+    swapped, spurious = sorted((s for s in found if (s.image_id, s.gt_index) in planted), key=lambda s: s.image_id)
+    assert (swapped.kind, spurious.kind) == ("swapped_class", "spurious_box")
+    assert {s.kind for s in found if (s.image_id, s.gt_index) not in planted} <= {"badly_located"}
+    assert swapped.gt_index == 0 and swapped.category_id == true_category and swapped.changes() == {
+        "category_id": true_category}
+    assert spurious.gt_index == len(noisy.boxes) - 1 and spurious.changes() == {"delete": True}
+    assert "delete digit 2's label" in spurious.describe()
+    summary = views.summary(views.table(DEFAULT_MIN_SCORE, "train"), DEFAULT_MIN_SCORE, "train")
+    assert "1 wrong digit?" in summary and "1 no digit here?" in summary
+
+    assert views.decide(spurious.id, "accept", None, None, DEFAULT_MIN_SCORE, "t", "train").decision == "delete"
+    assert views.decide(swapped.id, "accept", None, None, DEFAULT_MIN_SCORE, "t", "train").decision == "accept"
+    exported = json.loads(views.split("train").require_store().export(views.split("train").records).read_text())
+    assert len(exported["annotations"]) == sum(len(r.boxes) for r in true)  # the spurious box is gone
+    assert spurious_box not in [a["bbox"] for a in exported["annotations"]]
+    assert next(a for a in exported["annotations"] if a["image_id"] == swapped_image)["category_id"] == true_category
