@@ -171,7 +171,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     candidates = predict_split(predictor, split, args.batch_size, progress=not args.no_progress)
     min_count = MIN_DIGIT_COUNT if args.min_digit_count is None else args.min_digit_count
     result = calibrate(split.records, candidates, own, per_digit=args.per_digit is not False, min_count=min_count)
-    summary = {**result.summary(), "min_digit_count": min_count, "data": str(args.data), "split": args.split}
+    summary = {**result.summary(), "data": str(args.data), "split": args.split}
     update_meta(args.checkpoint, to=out, thresholds=result.thresholds, metrics={"calibration": summary})
     t = result.thresholds
     print(f"number accuracy on {args.split} ({result.images} images): {result.accuracy_global:.4f} at the global "

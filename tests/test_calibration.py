@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from detector.calibration import MIN_DIGIT_COUNT, MIN_GAIN, calibrate
+from detector.calibration import MIN_DIGIT_COUNT, MIN_GAIN, MIN_GAIN_SHARE, calibrate
 from detector.checkpoint import read_meta
 from detector.cli import main
 from detector.detections import Detections
@@ -79,6 +79,11 @@ def test_a_digit_seen_too_rarely_or_gaining_too_little_keeps_the_global_threshol
     records, candidates = _timid_ones(1, 80)  # one more number right is below MIN_GAIN
     assert MIN_GAIN > 1
     assert calibrate(records, candidates, Thresholds(), min_count=1).thresholds.number_score_by_digit == ()
+    records, candidates = _timid_ones(3, 400)  # 3 more of 403 numbers: below MIN_GAIN_SHARE of the split
+    assert 3 < MIN_GAIN_SHARE * 403
+    result = calibrate(records, candidates, Thresholds(), min_count=1)
+    assert result.thresholds.number_score_by_digit == () and result.summary()["min_gain"] == 5
+    assert calibrate(records, candidates, Thresholds(), min_count=1, min_gain=3).thresholds.number_score_by_digit
 
 
 def test_cli_calibrate_writes_a_calibrated_copy_and_leaves_the_checkpoint(tiny_hw2: Path, tiny_checkpoint: Path,
