@@ -33,6 +33,9 @@ CSS = """
 .number-digits {font-size: 3.2em; font-weight: 800; letter-spacing: 0.08em; line-height: 1.1;
                  overflow-wrap: anywhere;}
 .number-detail {font-size: 0.8em; opacity: 0.7;}
+/* the failure gallery keeps its 6 columns (studio.ui_validation.GALLERY_COLUMNS): gradio widens fewer thumbnails
+   to fill the row, and a lone one (one confusion cell's image) then shows as a blank strip */
+#failure-gallery .grid-container {grid-template-columns: repeat(6, minmax(100px, 1fr)) !important;}
 """
 
 

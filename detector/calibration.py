@@ -12,7 +12,7 @@ One calibration for training (training.evaluate.calibrate_thresholds, on valid, 
    keeps the global threshold rather than fitting its noise. Rounds repeat until one changes nothing.
    Why the guards are strict: with ~190 (digit, value) trials, gains of 2-4 numbers in 400 images are noise. For
    the shipped default, per-digit cuts calibrated on one 400-image synthetic split gained 2-4 numbers there and
-   changed other such splits by -7 to +1 (/tmp experiment, issue 14); with these guards none is chosen.
+   changed three other such splits by -7 to +1 numbers (measured for issue 14); with these guards none is chosen.
 Every trial reads numbers with Thresholds.number, the one path prediction uses, so the accuracy found is the
 accuracy a saved checkpoint gives on that split.
 """

@@ -9,7 +9,7 @@ torchvision.ops.box_iou:
 - 'background': IoU < 0.1 with every GT.
 A GT not taken by a 'correct' prediction is 'missed' (even when a wrong-class box sits on it).
 
-`confusion_matrix` and `find_annotation_suspects` read many images' matches.
+`confusion_matrix` (of `confusion_cells`) and `find_annotation_suspects` read many images' matches.
 """
 from __future__ import annotations
 
@@ -153,25 +153,32 @@ def confusion_matrix(matches: Iterable[ImageMatch]) -> np.ndarray:
     """
     cm = np.zeros((NUM_DIGITS + 1, NUM_DIGITS + 1), dtype=np.int64)
     for m in matches:
-        digit = [category_to_digit(int(c)) for c in m.pred.labels.tolist()]
-        used = np.array([kind == "correct" for kind in m.kinds], dtype=bool)
-        wrong_class = np.array([kind == "wrong_class" for kind in m.kinds], dtype=bool)
-        scores = m.pred.scores.numpy()
-        for g, label in enumerate(m.gt_labels.tolist()):
-            row = category_to_digit(int(label))
-            if m.gt_matched_by[g] >= 0:
-                cm[row, row] += 1
-                continue
-            on_it = (m.gt_index == g) & wrong_class & ~used
-            if on_it.any():
-                p = _best(on_it, scores)
-                used[p] = True
-                cm[row, digit[p]] += 1
-            else:
-                cm[row, BACKGROUND_INDEX] += 1
-        for fp in np.flatnonzero(~used).tolist():
-            cm[BACKGROUND_INDEX, digit[fp]] += 1
+        for row, column in confusion_cells(m):
+            cm[row, column] += 1
     return cm
+
+
+def confusion_cells(m: ImageMatch) -> list[tuple[int, int]]:
+    """The (row, column) of the confusion matrix each of one image's GTs and left-over predictions counts in."""
+    cells = []
+    digit = [category_to_digit(int(c)) for c in m.pred.labels.tolist()]
+    used = np.array([kind == "correct" for kind in m.kinds], dtype=bool)
+    wrong_class = np.array([kind == "wrong_class" for kind in m.kinds], dtype=bool)
+    scores = m.pred.scores.numpy()
+    for g, label in enumerate(m.gt_labels.tolist()):
+        row = category_to_digit(int(label))
+        if m.gt_matched_by[g] >= 0:
+            cells.append((row, row))
+            continue
+        on_it = (m.gt_index == g) & wrong_class & ~used
+        if on_it.any():
+            p = _best(on_it, scores)
+            used[p] = True
+            cells.append((row, digit[p]))
+        else:
+            cells.append((row, BACKGROUND_INDEX))
+    cells += [(BACKGROUND_INDEX, digit[fp]) for fp in np.flatnonzero(~used).tolist()]
+    return cells
 
 
 @dataclass(frozen=True)

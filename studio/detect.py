@@ -36,7 +36,7 @@ class ImageResult:
     picture: Image.Image  # the detections drawn on a display-size copy
     final: Detections  # in the file's pixels
     reading: NumberReading
-    number_score: float
+    number_margin: float  # how far the read digit closest to its number threshold (its own or the global) is above it
     path: str  # the upload it came from
 
 
@@ -75,8 +75,8 @@ class DetectOutcome:
             text = _shown(r.reading.text) if r.reading.value >= 0 else "—"
             detail = (f"{len(r.reading.digits)} digit(s), weakest score {r.reading.confidence:.2f}"
                       if len(r.reading.digits) else "no digit above the number threshold")
-            if len(r.reading.digits) and r.reading.confidence < r.number_score + NEAR_THRESHOLD:
-                detail += (f", close to the number threshold {r.number_score:.2f}: that digit may come and go "
+            if len(r.reading.digits) and r.number_margin < NEAR_THRESHOLD:
+                detail += (f", within {r.number_margin:.2f} of its number threshold: that digit may come and go "
                            "with small changes to the image")
             blocks.append(
                 f'<div class="number-read"><div class="number-file">{html.escape(r.name)}</div>'
@@ -116,8 +116,10 @@ def run_detect(studio: Studio, paths: Sequence[str | Path], thresholds: Threshol
         shown = thresholds.final(candidates)  # in the bounded image's pixels
         picture = draw_detections(upload.image, shown, thresholds.number(shown).digits)
         final = upload.to_original(shown)
-        outcome.results.append(ImageResult(upload.name, 0, picture, final, thresholds.number(final),
-                                           thresholds.number_score, str(path)))
+        reading = thresholds.number(final)
+        cuts = [thresholds.number_score_of(int(c)) for c in reading.digits.labels.tolist()]
+        margin = min((s - c for s, c in zip(reading.digits.scores.tolist(), cuts, strict=True)), default=1.0)
+        outcome.results.append(ImageResult(upload.name, 0, picture, final, reading, margin, str(path)))
         if upload.downscaled:
             outcome.notes.append(upload.note())
             downscaled += 1

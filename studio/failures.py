@@ -2,7 +2,9 @@
 
 One `FailureReport` holds everything the view shows at one set of thresholds: COCO metrics (mAP, AP50,
 per-class AP, PR curve), number accuracy, the confusion matrix and every image's match, sorted by how
-wrong it is and filterable by failure type and digit. Nothing here runs the model.
+wrong it is and filterable by failure type (detector.matching's kinds or TIDE's), digit or confusion-matrix
+cell; on demand, TIDE's error decomposition of the same boxes and each digit's precision / recall / F1
+against the score threshold. Nothing here runs the model.
 
 The metrics, the numbers read and their accuracy come from `detector.scoring.score_candidates`, the function
 `python -m detector evaluate` prints, fed the cached candidates: mAP counts every box down to its floor (0.05),
@@ -11,29 +13,45 @@ model card said 0.746). This module adds only the per-image matching, the confus
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
-from detector.categories import CLASS_NAMES, category_to_digit
-from detector.coco_eval import CocoMetrics
+from detector.categories import CLASS_NAMES, NUM_DIGITS, category_to_digit
+from detector.coco_eval import SWEEP_THRESHOLDS, CocoMetrics
 from detector.detections import Detections
 from detector.hw2 import ImageRecord
-from detector.matching import MISSED, ImageMatch, confusion_matrix, detections_for, match_image
+from detector.matching import (
+    BACKGROUND_INDEX,
+    MISSED,
+    ImageMatch,
+    confusion_cells,
+    confusion_matrix,
+    detections_for,
+    match_image,
+)
 from detector.refilter import above_score
-from detector.scoring import score_candidates
+from detector.score_curves import ScoreCurves, score_curves
+from detector.scoring import SplitScore, score_candidates
 from detector.thresholds import Thresholds
+from detector.tide import ERROR_KINDS as TIDE_KINDS
+from detector.tide import TideResult, tide
 
 ANY = "any"
 NUMBER_WRONG = "number wrong"
 ANY_ERROR = "any error"
 ALL_IMAGES = "all images"
 ERROR_KINDS = ("wrong_class", "poor_localisation", "duplicate", "background", MISSED)
-FAILURE_TYPES = (ANY_ERROR, NUMBER_WRONG) + ERROR_KINDS + (ALL_IMAGES,)
+TIDE_PREFIX = "TIDE "
+TIDE_FILTERS = tuple(TIDE_PREFIX + kind for kind in TIDE_KINDS)  # "TIDE Cls", ...: TIDE's kinds of the same boxes
+FAILURE_TYPES = (ANY_ERROR, NUMBER_WRONG) + ERROR_KINDS + TIDE_FILTERS + (ALL_IMAGES,)
 DIGIT_CHOICES = (ANY,) + CLASS_NAMES
 DEFAULT_BACKEND = "faster_coco_eval"
+CELL_BACKGROUND = ("bg", "background", "fp", "missed", "miss")  # how a confusion-cell filter names row/column 10
 
 
 def error_tags(match: ImageMatch) -> set[tuple[str, int]]:
@@ -57,7 +75,7 @@ def error_tags(match: ImageMatch) -> set[tuple[str, int]]:
 
 
 def keep(match: ImageMatch, failure_type: str, digit: str) -> bool:
-    """Whether an image belongs in the gallery under these filters."""
+    """Whether an image belongs in the gallery under these filters (TIDE's kinds: FailureReport.select)."""
     want = None if digit in (None, "", ANY) else int(digit)
     if failure_type == ALL_IMAGES:
         return want is None or want in {category_to_digit(int(c)) for c in match.gt_labels.tolist()}
@@ -66,7 +84,26 @@ def keep(match: ImageMatch, failure_type: str, digit: str) -> bool:
                for kind, d in tags)
 
 
-@dataclass
+def cell_label(index: int) -> str:
+    return "bg" if index == BACKGROUND_INDEX else str(index)
+
+
+def parse_cell(text: str | None) -> tuple[int, int] | None:
+    """A confusion-matrix cell as 'true,predicted' ("3,8"; "bg" for the background row or column), or None for
+    no cell filter; anything else is a ValueError that shows the form."""
+    text = str(text or "").strip()
+    if not text:
+        return None
+    parts = [p for p in re.split(r"[\s,;:>→/-]+", text.lower()) if p]
+    indices = [BACKGROUND_INDEX if p in CELL_BACKGROUND else int(p) if p.isdigit() and int(p) < NUM_DIGITS else None
+               for p in parts]
+    if len(indices) != 2 or None in indices:
+        raise ValueError(f"confusion cell {text[:40]!r} should be 'true,predicted' with digits 0-9 or bg for "
+                         "background, e.g. 3,8 (a 3 read as 8) or 7,bg (a 7 missed)")
+    return indices[0], indices[1]  # type: ignore[return-value]  # no None left
+
+
+@dataclass(eq=False)
 class FailureReport:
     thresholds: Thresholds
     metrics: CocoMetrics
@@ -74,16 +111,62 @@ class FailureReport:
     matches: list[ImageMatch]
     confusion: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    score: SplitScore | None = field(default=None, repr=False)  # what the figures came from (TIDE, curves)
 
     @property
     def by_id(self) -> dict[int, ImageMatch]:
         return {m.image_id: m for m in self.matches}
 
-    def select(self, failure_type: str = ANY_ERROR, digit: str = ANY, limit: int | None = None) -> list[ImageMatch]:
-        """Matching images, most wrong first (severity, then image id for a stable order)."""
-        chosen = [m for m in self.matches if keep(m, failure_type, digit)]
+    @cached_property
+    def tide(self) -> TideResult:
+        """TIDE's decomposition of the boxes the gallery judges (score >= thresholds.score) on the scored images."""
+        if self.score is None:
+            raise ValueError("this report was built without its scores; build it with build_report")
+        by_id = self.by_id
+        return tide(self.score.records, {r.image_id: by_id[r.image_id].pred for r in self.score.records})
+
+    @cached_property
+    def curves(self) -> ScoreCurves:
+        """Each digit's precision / recall / F1 against the score threshold, at the report's NMS setting."""
+        if self.score is None:
+            raise ValueError("this report was built without its scores; build it with build_report")
+        lowest = SWEEP_THRESHOLDS[0]
+        assert lowest >= min(self.score.map_floor, self.thresholds.score), "final must hold every box >= the grid"
+        matches = [match_image(above_score(self.score.final[r.image_id], lowest), r.boxes, r.category_ids)
+                   for r in self.score.records]
+        return score_curves(matches, SWEEP_THRESHOLDS)
+
+    @cached_property
+    def cells(self) -> dict[int, set[tuple[int, int]]]:
+        """Each image's confusion-matrix cells (the cells `confusion` counts)."""
+        return {m.image_id: set(confusion_cells(m)) for m in self.matches}
+
+    def select(self, failure_type: str = ANY_ERROR, digit: str = ANY, limit: int | None = None,
+               cell: tuple[int, int] | None = None) -> list[ImageMatch]:
+        """Matching images, most wrong first (severity, then image id for a stable order). A confusion-matrix
+        `cell` (true row, predicted column) replaces the other filters."""
+        if cell is not None:
+            chosen = [m for m in self.matches if cell in self.cells[m.image_id]]
+        elif failure_type in TIDE_FILTERS:
+            chosen = [m for m in self.matches if self._tide_keep(m.image_id, failure_type[len(TIDE_PREFIX):], digit)]
+        else:
+            chosen = [m for m in self.matches if keep(m, failure_type, digit)]
         chosen.sort(key=lambda m: (-m.severity, m.image_id))
         return chosen[:limit] if limit is not None else chosen
+
+    def _tide_keep(self, image_id: int, kind: str, digit: str) -> bool:
+        want = None if digit in (None, "", ANY) else int(digit)
+        return any(e.kind == kind and (want is None or want in {category_to_digit(c) for c in
+                                                                (e.category, e.gt_category) if c > 0})
+                   for e in self.tide.by_image.get(image_id, []))
+
+    def tide_kinds(self, image_id: int) -> tuple[dict[int, str], dict[int, str]]:
+        """TIDE's verdict on each of an image's boxes ('TP' or an error kind) and on its missed ground truths."""
+        match = self.by_id[image_id]
+        errors = self.tide.by_image.get(image_id, [])
+        boxes = {p: "TP" for p in range(len(match.pred)) if match.kinds[p] == "correct"}
+        boxes.update({e.pred: e.kind for e in errors if e.pred >= 0})
+        return boxes, {e.gt: e.kind for e in errors if e.kind == "Miss"}
 
     def counts(self) -> dict[str, int]:
         totals = {kind: 0 for kind in ("correct",) + ERROR_KINDS}
@@ -142,4 +225,4 @@ def build_report(
                for r in records]  # an unreadable image shows as all missed, its number as not read
     cm = confusion_matrix(matches)
     seconds = {**score.seconds, "match": time.perf_counter() - t1, "total": time.perf_counter() - t0}
-    return FailureReport(thresholds, score.metrics, score.number_accuracy, matches, cm, seconds)
+    return FailureReport(thresholds, score.metrics, score.number_accuracy, matches, cm, seconds, score)

@@ -9,11 +9,10 @@ import json
 
 import gradio as gr
 
-from detector.thresholds import Thresholds
 from studio.detect import TABLE_HEADERS, DetectOutcome, run_detect
 from studio.session import Studio, StudioError
 from studio.tempfiles import TEMP
-from studio.ui_controls import ThresholdControls, problem
+from studio.ui_controls import ThresholdControls, problem, thresholds_of
 from studio.uploads import LIMITS_NOTE
 
 TABLE_WIDTHS = ["22%", "9%", "7%", "9%", "9%", "9%", "9%", "9%", "17%"]  # every column visible, long names wrap
@@ -70,13 +69,15 @@ def build_detect_tab(studio: Studio, controls: ThresholdControls) -> None:
 
     empty = ([], DetectOutcome().number_html(), [], None)
 
-    def detect(files, score, nms_iou, number_score, class_agnostic):
+    def detect(files, score, nms_iou, number_score, class_agnostic, per_digit=False):
         """Outputs: gallery, number, table, COCO JSON, message, and the files kept in the list."""
         paths = _file_paths(files)
         if not paths:
             return *empty, "Upload an image or pick a sample.", [], []
         try:
-            outcome = run_detect(studio, paths, Thresholds.of(score, nms_iou, number_score, class_agnostic))
+            thresholds = thresholds_of(studio.default_thresholds(), score, nms_iou, number_score, class_agnostic,
+                                       per_digit)
+            outcome = run_detect(studio, paths, thresholds)
         except StudioError as err:
             return *empty, problem(str(err)), gr.skip(), gr.skip()
         lines = [problem(p) for p in outcome.problems] + [f"ℹ️ {n}" for n in outcome.notes]

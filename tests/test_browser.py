@@ -270,3 +270,9 @@ def test_a_confusion_cell_click_filters_the_gallery_and_tide_is_drawn(running_ap
     page.locator("#clear-cell").click()
     page.wait_for_function("() => ![...document.querySelectorAll('#gallery-note')].some(e => "
                            "e.innerText.includes('Confusion cell'))", timeout=30_000)
+    # TIDE follows the score slider (released at 0.95)
+    assert "score ≥ 0.95" not in page.locator("#tide-note").inner_text()
+    page.locator("#score-threshold input[type=range]").fill("0.95")
+    page.locator("#score-threshold input[type=range]").dispatch_event("pointerup")
+    page.wait_for_function("() => document.querySelector('#tide-note').innerText.includes('score ≥ 0.95')",
+                           timeout=60_000)
