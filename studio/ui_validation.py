@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from detector.calibration import MIN_DIGIT_COUNT, MIN_GAIN
+from detector.calibration import MIN_DIGIT_COUNT, default_min_gain
 from detector.scoring import MAP_SCORE_FLOOR
 from detector.thresholds import Thresholds
 from detector.tide import BG_IOU, ERROR_KINDS, ERROR_NAMES, POS_IOU
@@ -246,7 +246,7 @@ def build_validation_tab(studio: Studio, controls: ThresholdControls, views: Val
         per_digit_note = (f"Per-digit number thresholds **{own}** read **{result.accuracy_per_digit:.3f}**. "
                           if own else
                           f"No digit gets its own number threshold (each needs {MIN_DIGIT_COUNT}+ boxes here and "
-                          f"{MIN_GAIN}+ more numbers read right). ")
+                          f"{default_min_gain(len(studio.records))}+ more numbers read right). ")
         note = (f"Best number accuracy **{result.accuracy.best_accuracy:.3f}** at number score ≥ "
                 f"**{best.number_score:.2f}**; best mAP at score ≥ **{best.score:.2f}** (NMS IoU {best.nms_iou:.2f}). "
                 f"{per_digit_note}*Save* writes these into the checkpoint's metadata, as the app's and the CLI's "
