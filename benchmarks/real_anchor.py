@@ -36,7 +36,7 @@ from detector.checkpoint import DEFAULT_CHECKPOINT
 from detector.fileio import atomic_write_text
 from detector.hw2 import Split, load_split
 from detector.images import load_rgb
-from detector.number import NO_NUMBER, number_value, read_number
+from detector.number import NO_NUMBER, number_value
 from detector.predictor import Predictor
 from detector.refilter import refilter
 from detector.scoring import MAP_SCORE_FLOOR, score_split
@@ -124,8 +124,9 @@ def checkpoint_reader(predictor: Predictor) -> tuple[Reader, str]:
     t = predictor.meta.thresholds
 
     def read(image: Image.Image) -> str:
-        final = refilter(predictor.candidates([image], batch_size=1)[0], MAP_SCORE_FLOOR, t.nms_iou, t.class_agnostic)
-        return read_number(final, t.number_score).text
+        floor = min(MAP_SCORE_FLOOR, t.lowest_number_score)  # as predict: one NMS at the lower of the two cuts
+        final = refilter(predictor.candidates([image], batch_size=1)[0], floor, t.nms_iou, t.class_agnostic)
+        return t.number(final).text  # the per-digit number thresholds too, where the checkpoint has them
 
     config = predictor.meta.config
     return read, (f"{config.preset}, {config.min_size} px; number threshold {t.number_score:.2f}, "
