@@ -163,3 +163,23 @@ def test_pretrained_light_model_round_trips_through_a_checkpoint(tmp_path: Path)
     legacy = save_checkpoint(tmp_path / "legacy.safetensors", model.state_dict(),
                              CheckpointMeta(config=config.replace(norm="auto")))  # written before `norm` existed
     assert load_checkpoint(legacy).meta.config.norm == "frozen_bn"
+
+
+def test_cpu_prediction_runs_the_backbone_channels_last_with_the_same_detections() -> None:
+    """The CPU speed-up (NHWC convolutions) must not change what the shipped default finds."""
+    from PIL import Image
+
+    from detector.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from detector.predictor import Predictor
+
+    fast = Predictor.from_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
+    conv = next(m for m in fast.model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    loaded = load_checkpoint(DEFAULT_CHECKPOINT, device=torch.device("cpu"))
+    plain = Predictor(model=loaded.model, meta=loaded.meta, device=torch.device("cpu"))
+    images = [Image.open(p).convert("RGB") for p in sorted((Path(__file__).parents[1] / "assets" / "valid").glob("*.png"))[:6]]
+    for a, b in zip(fast.candidates(images, batch_size=1), plain.candidates(images, batch_size=1), strict=True):
+        assert len(a) == len(b)
+        torch.testing.assert_close(a.boxes, b.boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)
+        assert torch.equal(a.labels, b.labels)
