@@ -38,7 +38,6 @@ from detector.hw2 import Split, load_split
 from detector.images import load_rgb
 from detector.number import NO_NUMBER, number_value
 from detector.predictor import Predictor
-from detector.refilter import refilter
 from detector.scoring import MAP_SCORE_FLOOR, score_split
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,8 +123,7 @@ def checkpoint_reader(predictor: Predictor) -> tuple[Reader, str]:
     t = predictor.meta.thresholds
 
     def read(image: Image.Image) -> str:
-        floor = min(MAP_SCORE_FLOOR, t.lowest_number_score)  # as predict: one NMS at the lower of the two cuts
-        final = refilter(predictor.candidates([image], batch_size=1)[0], floor, t.nms_iou, t.class_agnostic)
+        final = t.final_down_to(predictor.candidates([image], batch_size=1)[0], MAP_SCORE_FLOOR)  # as predict
         return t.number(final).text  # the per-digit number thresholds too, where the checkpoint has them
 
     config = predictor.meta.config

@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from detector.predictor import Predictor
-    from detector.refilter import above_score, refilter
+    from detector.refilter import above_score
     from detector.results_io import write_pred_csv, write_pred_json
 
     folder = scan_images(args.images)
@@ -117,7 +117,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             readings[image_id] = -1
             continue
         # one NMS at the lower of the two cuts: pred.json's floor does not change the numbers read (see refilter)
-        final = refilter(result, min(args.score_floor, t.lowest_number_score), t.nms_iou, t.class_agnostic)
+        final = t.final_down_to(result, args.score_floor)
         detections[image_id] = above_score(final, args.score_floor)
         readings[image_id] = t.number(final)
     ids = [i for i, _ in items]

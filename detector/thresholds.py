@@ -107,6 +107,11 @@ class Thresholds:
         """The boxes a user sees: score cut, then NMS."""
         return refilter(candidates, self.score, self.nms_iou, self.class_agnostic)
 
+    def final_down_to(self, candidates: Detections, floor: float) -> Detections:
+        """One NMS keeping boxes down to `floor` and to every number cut, so that each later cut (pred.json's floor,
+        the number) is exact (see detector.refilter): what `python -m detector predict` writes."""
+        return refilter(candidates, min(floor, self.lowest_number_score), self.nms_iou, self.class_agnostic)
+
     def number_cut(self, final: Detections) -> Detections:
         """The boxes the number is read from: each at or above its digit's number cut, order unchanged."""
         own = dict(self.number_score_by_digit)
