@@ -14,7 +14,6 @@ from pathlib import Path
 from detector.detections import Detections
 from detector.hw2 import AnnotationError, ImageRecord, Split, load_annotation_file
 from detector.provenance import Overlap, TrainingData
-from studio import cache
 from studio.paths import VALID_SPLIT, annotation_paths
 from studio.review import ReviewError, ReviewStore
 from studio.session import Progress, Studio, StudioError
@@ -94,37 +93,11 @@ class ReviewSplit:
         return self._candidates
 
     def _compute(self, progress: Progress | None) -> dict[int, Detections]:
-        predictor = self.studio.require_model()
-        records = self.records
-        cache_file = None
-        if self.studio.disk_cache:
-            try:
-                cache_file = cache.cache_path(self.studio.checkpoint, cache.checkpoint_fingerprint(self.studio.checkpoint),
-                                              cache.data_fingerprint(self.annotation_file, records),
-                                              f"floor={predictor.score_floor},max={predictor.max_candidates}")
-            except (OSError, ValueError):
-                cache_file = None
-        cached = cache.load_candidates(cache_file) if cache_file else None
-        if cached is not None and all(r.image_id in cached for r in records):
-            return cached
-        found: dict[int, Detections] = {}
-        items = [(r.image_id, r.path) for r in records]
-        results = predictor.candidates_for_paths(items, batch_size=self.studio.batch_size, progress=False)
-        for done, (image_id, result) in enumerate(results, start=1):
-            if isinstance(result, Exception):
-                self.unreadable[image_id] = str(result)
-                found[image_id] = Detections.empty()
-            else:
-                found[image_id] = result
-                self.studio.model_runs += 1
-            if progress:
-                progress(done, len(items))
-        if cache_file and not self.unreadable:
-            try:
-                cache.save_candidates(cache_file, found)
-            except OSError:
-                pass  # the disk cache is an optimisation; memory still holds the result
-        return found
+        if self.split is None:
+            raise StudioError(self.error or f"no {self.name} split loaded")
+        state = self.studio.split_candidates(self.annotation_file, self.split, progress)
+        self.unreadable = dict(state.unreadable)
+        return state.candidates
 
     # ------------------------------------------------------------------ fairness
     def overlaps(self) -> list[Overlap]:

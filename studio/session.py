@@ -187,22 +187,26 @@ class Studio:
                 self._valid = self._compute_validation(progress)
         return self._valid
 
-    def _cache_file(self, split: Split) -> Path | None:
+    def _cache_file(self, annotation_file: Path, split: Split) -> Path | None:
         if not self.disk_cache or self.predictor is None:
             return None
         try:
             p = self.predictor
             return cache.cache_path(self.checkpoint, cache.checkpoint_fingerprint(self.checkpoint),
-                                    cache.data_fingerprint(self.annotation_file, split.records),
+                                    cache.data_fingerprint(annotation_file, split.records),
                                     f"floor={p.score_floor},max={p.max_candidates}")
         except (OSError, ValueError):
             return None
 
     def _compute_validation(self, progress: Progress | None) -> ValidationState:
-        split = self.require_data()
+        return self.split_candidates(self.annotation_file, self.require_data(), progress)
+
+    def split_candidates(self, annotation_file: Path, split: Split, progress: Progress | None = None) -> ValidationState:
+        """Candidates for every image of a split (any split: the review's too), from the disk cache when it holds
+        them all, else from the model, sharing it with other users batch by batch."""
         predictor = self.require_model()
         start = time.perf_counter()
-        cache_file = self._cache_file(split)
+        cache_file = self._cache_file(annotation_file, split)
         cached = cache.load_candidates(cache_file) if cache_file else None
         if cached is not None and all(r.image_id in cached for r in split.records):
             return ValidationState(cached, source=str(cache_file), seconds=time.perf_counter() - start)
