@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMeta
+from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMeta, load_checkpoint
 from detector.hw2 import list_images
 from detector.images import load_rgb
 from detector.models import build_model, get_preset
@@ -36,6 +36,20 @@ def time_predictor(predictor: Predictor, images: list, warmup: int = 3) -> list[
     return times
 
 
+def time_interleaved(predictors: list[Predictor], images: list, warmup: int = 3) -> list[list[float]]:
+    """Each image through every predictor in turn, so a busy shared machine slows them all alike."""
+    for image in images[:warmup]:
+        for predictor in predictors:
+            predictor.candidates([image])
+    times: list[list[float]] = [[] for _ in predictors]
+    for image in images:
+        for predictor, row in zip(predictors, times, strict=True):
+            start = time.perf_counter()
+            predictor.candidates([image])
+            row.append((time.perf_counter() - start) * 1000)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, action="append", default=None)
@@ -44,6 +58,9 @@ def main() -> None:
     parser.add_argument("--seed-n", type=int, default=8, help="images timed for the (slow) seed preset")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--plain", action="store_true",
+                        help="also time each checkpoint without the CPU speed-ups of Predictor.from_checkpoint "
+                             "(BatchNorm folding, channels-last), image by image in turn with the fast one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -61,17 +78,26 @@ def main() -> None:
     for path in args.checkpoint or [DEFAULT_CHECKPOINT]:
         predictor = Predictor.from_checkpoint(path, device=str(device))
         label = f"{path.name} ({predictor.meta.config.preset}, {predictor.meta.config.min_size} px)"
-        rows.append((label, time_predictor(predictor, images)))
+        if not args.plain:
+            rows.append((label, time_predictor(predictor, images)))
+            continue
+        loaded = load_checkpoint(path, device=device)
+        plain = Predictor(model=loaded.model, meta=loaded.meta, device=device)
+        fast_times, plain_times = time_interleaved([predictor, plain], images)
+        rows += [(label, fast_times), ("  the same, plain (no BatchNorm fold, NCHW)", plain_times)]
 
     print(f"# CPU inference latency, batch 1, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}; images from {args.images} (median size {median_image.width}x{median_image.height})")
     seed_median = statistics.median(rows[0][1])
     print(f"{'model':<48} {'n':>3} {'median ms':>10} {'p90 ms':>8} {'vs seed':>8}")
-    for label, times in rows:
+    for i, (label, times) in enumerate(rows):
         times = sorted(times)
         p90 = times[min(len(times) - 1, int(0.9 * len(times)))]
         median = statistics.median(times)
-        print(f"{label:<48} {len(times):>3} {median:>10.1f} {p90:>8.1f} {seed_median / median:>7.1f}x")
+        extra = ""
+        if label.startswith("  the same, plain"):
+            extra = f"  (fast one: {median / statistics.median(rows[i - 1][1]):.2f}x faster)"
+        print(f"{label:<48} {len(times):>3} {median:>10.1f} {p90:>8.1f} {seed_median / median:>7.1f}x{extra}")
 
 
 if __name__ == "__main__":

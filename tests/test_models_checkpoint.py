@@ -165,9 +165,10 @@ def test_pretrained_light_model_round_trips_through_a_checkpoint(tmp_path: Path)
     assert load_checkpoint(legacy).meta.config.norm == "frozen_bn"
 
 
-def test_cpu_prediction_runs_the_backbone_channels_last_with_the_same_detections() -> None:
-    """The CPU speed-up (NHWC convolutions) must not change what the shipped default finds."""
+def test_cpu_prediction_folds_batchnorm_and_runs_channels_last_with_the_same_detections() -> None:
+    """The CPU speed-ups (BatchNorm folded into the convolutions, NHWC) must not change what the default finds."""
     from PIL import Image
+    from torchvision.ops import FrozenBatchNorm2d
 
     from detector.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
     from detector.predictor import Predictor
@@ -175,6 +176,8 @@ def test_cpu_prediction_runs_the_backbone_channels_last_with_the_same_detections
     fast = Predictor.from_checkpoint(DEFAULT_CHECKPOINT, device="cpu")
     conv = next(m for m in fast.model.backbone.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
+    assert conv.bias is not None  # the stem's BatchNorm lives in it now
+    assert not any(isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)) for m in fast.model.modules())
     loaded = load_checkpoint(DEFAULT_CHECKPOINT, device=torch.device("cpu"))
     plain = Predictor(model=loaded.model, meta=loaded.meta, device=torch.device("cpu"))
     images = [Image.open(p).convert("RGB") for p in sorted((Path(__file__).parents[1] / "assets" / "valid").glob("*.png"))[:6]]
@@ -183,3 +186,25 @@ def test_cpu_prediction_runs_the_backbone_channels_last_with_the_same_detections
         torch.testing.assert_close(a.boxes, b.boxes, atol=1e-3, rtol=0)
         torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)
         assert torch.equal(a.labels, b.labels)
+
+
+def test_fold_batchnorm_keeps_outputs_and_leaves_training_norms_alone() -> None:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from detector.predictor import fold_batchnorm
+
+    torch.manual_seed(0)
+    frozen = FrozenBatchNorm2d(8, eps=1e-3)
+    frozen.weight.uniform_(0.5, 2)
+    frozen.bias.normal_()
+    frozen.running_mean.normal_()
+    frozen.running_var.uniform_(0.5, 2)
+    live = torch.nn.BatchNorm2d(8)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, bias=False), frozen, torch.nn.ReLU(),
+                              torch.nn.Sequential(torch.nn.Conv2d(8, 8, 1), live))
+    x = torch.randn(2, 3, 12, 12)
+    net[3].train()  # a BatchNorm still training has no fixed affine map: never folded
+    before = net[:3](x)
+    assert fold_batchnorm(net) == 1
+    assert isinstance(net[1], torch.nn.Identity) and net[3][1] is live
+    torch.testing.assert_close(net[:3](x), before, atol=1e-5, rtol=1e-5)

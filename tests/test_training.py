@@ -22,9 +22,9 @@ from training.__main__ import main
 from training.synth import generate_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-# small and fast: ~0.5 s per step on this 2-core machine
+# small and fast: ~0.5 s per step on this 2-core machine; multi-scale, so exact resume covers its random sizes
 TINY = ["--preset", "resnet18", "min_size=64", "max_size=128", "box_batch_size_per_image=32",
-        "rpn_batch_size_per_image=64", "batch=4", "workers=0", "progress=false"]
+        "rpn_batch_size_per_image=64", "batch=4", "workers=0", "progress=false", "train_sizes=48,80"]
 CORRUPT = "3.png"
 
 
@@ -69,6 +69,8 @@ def test_run_folder_has_config_metrics_log_and_weights(run):
     assert config["epochs"] == 2 and config["batch"] == 4 and config["lr"] == 4e-4  # resnet18's preset lr
     assert config["model"] == {"min_size": 64, "max_size": 128, "box_batch_size_per_image": 32,
                                "rpn_batch_size_per_image": 64}
+    assert config["train_sizes"] == [48, 80]  # training only: the checkpoint keeps min_size
+    assert load_checkpoint(run / "weights" / "best.safetensors").model.transform.min_size == (64,)
     records = _metrics(run)
     assert [r["epoch"] for r in records] == [1, 2]
     for r in records:

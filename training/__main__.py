@@ -1,10 +1,11 @@
-"""Command line: `python -m training train ...`, `python -m training compare ...` and `python -m training stats ...`.
+"""Command line: `python -m training train ...`, `compare ...`, `stats ...` and `soup ...`.
 
   python -m training train --data DATA --preset seed epochs=3 batch=8 lr=1e-4 loss=ciou device=cuda
   python -m training train resume=runs/train/seed-original          (or resume=true: the newest run)
   torchrun --nproc_per_node=2 -m training train --data DATA --preset fast
   python -m training compare runs/train/a runs/train/b --out compare.png
   python -m training stats DATA --preset effnet_lite0                  (box statistics and the anchor check)
+  python -m training soup --out soup.safetensors A.safetensors B.safetensors   (weight averaging of fine-tunes)
 Options are Ultralytics-style key=value; `python -m training train --help` lists every one with its default.
 Exit status: 0 done, 2 bad option or data, 3 training diverged (NaN/exploding loss or weights), 4 disk full
 (the run still resumes), 130 stopped by Ctrl-C (resumes).
@@ -85,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from training.compare import main as compare_main
 
         return compare_main(argv[1:])
+    if argv and argv[0] == "soup":
+        from training.soup import main as soup_main
+
+        return soup_main(argv[1:])
     if argv and argv[0] == "stats":
         from training.stats import main as stats_main
 

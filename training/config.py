@@ -80,6 +80,9 @@ class TrainConfig:
     shear: float = _opt(0.0, "RandomAffine shear range +-degrees")
     perspective_p: float = _opt(0.0, "probability of RandomPerspective")
     perspective: float = _opt(0.15, "RandomPerspective distortion scale")
+    train_sizes: tuple[int, ...] = _opt((), "multi-scale training: comma-separated short sides; each training image is "
+                                             "resized to one of them or to the model's min_size, at random (evaluation "
+                                             "and the checkpoint keep min_size)")
     # evaluation
     eval_every: int = _opt(1, "evaluate every N epochs (the last epoch always)")
     val_score: float = _opt(0.5, "the seed's validation score threshold: number accuracy and the *_at_val_score stats")
@@ -117,6 +120,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.min_lr < 0 or self.weight_decay < 0:
             raise ConfigError(f"need lr > 0, min_lr >= 0, weight_decay >= 0 (got {self.lr}, {self.min_lr}, {self.weight_decay})")
+        if any(not 16 <= size <= 2048 for size in self.train_sizes):
+            raise ConfigError(f"train_sizes are short sides in pixels, 16-2048; got {','.join(map(str, self.train_sizes))}")
         if self.blur_kernel % 2 == 0:
             raise ConfigError(f"blur_kernel must be odd, got {self.blur_kernel}")
         for name in ("color_p", "blur_p", "affine_p", "perspective_p"):
@@ -169,6 +174,8 @@ def _convert(kind: str, text: str) -> Any:
         return int(value)
     if kind == "float":
         return float(text)
+    if kind.startswith("tuple[int"):
+        return tuple(_convert("int", v) for v in text.split(",") if v.strip())
     if kind.startswith("tuple[float"):
         return tuple(float(v) for v in text.split(","))
     if kind.startswith("tuple[str"):
@@ -223,7 +230,7 @@ def from_json(path: str | Path) -> TrainConfig:
     unknown = sorted(set(data) - set(_FIELDS))
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {unknown}")
-    for name in ("extra_val", "blur_sigma"):
+    for name in ("extra_val", "blur_sigma", "train_sizes"):
         if name in data:
             data[name] = tuple(data[name])
     return TrainConfig(**data)
