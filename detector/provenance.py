@@ -46,6 +46,19 @@ def split_fingerprints(splits: Mapping[str, Iterable[HasPath]]) -> dict[str, dic
     return {name: fingerprint(r.path for r in records) for name, records in splits.items()}
 
 
+def merge_fingerprints(recorded: Iterable[Any]) -> dict[str, dict[str, Any]]:
+    """One {split: fingerprint} for a model made of several (a weight average): each split name's images are the
+    union of every part's; malformed or absent entries are skipped."""
+    merged: dict[str, set[bytes]] = {}
+    for entry in recorded:
+        if isinstance(entry, dict):
+            for name, value in entry.items():
+                if (digests := read_fingerprint(value)) is not None:
+                    merged.setdefault(str(name), set()).update(digests)
+    return {name: {"images": len(d), FINGERPRINT_FIELD: base64.b64encode(b"".join(sorted(d))).decode("ascii")}
+            for name, d in merged.items()}
+
+
 def read_fingerprint(value: Any) -> frozenset[bytes] | None:
     """The digests of one recorded fingerprint, or None when it is absent or malformed (metadata is untrusted)."""
     if not isinstance(value, dict) or not isinstance(value.get(FINGERPRINT_FIELD), str):

@@ -33,6 +33,7 @@ def test_soup_is_the_weighted_mean_and_loads(tiny_checkpoint: Path, second: Path
     assert floats and all(torch.allclose(soup[k], 0.75 * a[k] + 0.25 * b[k], atol=1e-6) for k in floats)
     assert all(torch.equal(soup[k], a[k]) for k in a if not a[k].is_floating_point())
     assert [p["weight"] for p in meta.training["soup"]] == [0.75, 0.25]
+    assert meta.metrics == {}  # no part's validation figures pass for the soup's
     load_checkpoint(out)  # strict load into the architecture its config describes
 
 
@@ -50,3 +51,21 @@ def test_parse_part_reads_a_trailing_weight_only() -> None:
     assert parse_part("C:/runs/best.safetensors") == (Path("C:/runs/best.safetensors"), 1.0)
     with pytest.raises(ValueError, match="must be > 0"):
         parse_part("a.safetensors:0")
+
+
+def test_soup_keeps_the_union_of_its_parts_training_images(tiny_checkpoint: Path, second: Path, tmp_path: Path) -> None:
+    """The review warns on images a model trained on: a soup has trained on every part's."""
+    from detector.checkpoint import update_meta
+    from detector.provenance import FINGERPRINT_KEY, TrainingData, fingerprint
+
+    images = []
+    for i in range(3):
+        images.append(tmp_path / f"{i}.png")
+        images[-1].write_bytes(bytes([i]) * 10)
+    update_meta(tiny_checkpoint, to=tmp_path / "a.safetensors",
+                training={FINGERPRINT_KEY: {"train": fingerprint(images[:2])}})
+    update_meta(second, to=tmp_path / "b.safetensors", training={FINGERPRINT_KEY: {"train": fingerprint(images[1:])}})
+    assert main(["soup", "--out", str(tmp_path / "s.safetensors"), str(tmp_path / "a.safetensors"),
+                 str(tmp_path / "b.safetensors")]) == 0
+    known = TrainingData.from_meta(read_state_dict(tmp_path / "s.safetensors")[1].training)
+    assert [(o.used_as, o.shared) for o in known.overlaps(tmp_path, "valid", images)] == [("train", 3)]

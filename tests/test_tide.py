@@ -2,7 +2,7 @@
 
 Measured once against tidecv 1.0.1 itself (a scratch venv; tidecv is not a dependency: it pulls opencv-python,
 which clashes with our opencv-python-headless) on the shipped validation set (assets/, 48 images, 105 digits)
-with the shipped default's predictions at its NMS (IoU 0.3, class-agnostic):
+with the then shipped default's (stage C's) predictions at its NMS (IoU 0.3, class-agnostic):
 - every box down to score 0.05 (122 boxes, what mAP counts): tidecv AP50 86.5347, dAP Cls 8.0198, Loc 1.4851,
   Both 0.4950, Dupe 0.0000, Bkg 0.3713, Miss 2.3762, FalsePos 1.4851, FalseNeg 11.6238; errors Cls 10, Loc 3,
   Both 5, Dupe 0, Bkg 10, Miss 2;

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from detector.checkpoint import CheckpointError, read_state_dict, save_checkpoint
+from detector.checkpoint import CheckpointError, read_meta, read_state_dict, save_checkpoint
+from detector.provenance import FINGERPRINT_KEY, merge_fingerprints
 
 
 def parse_part(text: str) -> tuple[Path, float]:
@@ -56,8 +57,12 @@ def make_soup(parts: Sequence[tuple[Path, float]], out: Path) -> Path:
                 soup[name] += tensor.float() * (weight / total)
             elif not torch.equal(tensor, soup[name]):
                 raise CheckpointError(f"{path}: integer tensor {name} differs from {parts[0][0]}'s; cannot average")
+    trainings = [read_meta(p).training for p, _ in parts]
     meta.training = {"soup": [{"checkpoint": str(path), "weight": weight / total} for path, weight in parts],
-                     "soup_of": [read_state_dict(p)[1].training for p, _ in parts]}
+                     "soup_of": [{k: v for k, v in t.items() if k != FINGERPRINT_KEY} for t in trainings]}
+    if fingerprints := merge_fingerprints(t.get(FINGERPRINT_KEY) for t in trainings):
+        meta.training[FINGERPRINT_KEY] = fingerprints  # the review warns on images any part trained on
+    meta.metrics = {}  # the first input's validation figures are not the soup's
     meta.created = meta.code_version = ""
     return save_checkpoint(out, soup, meta)
 
