@@ -71,32 +71,30 @@ def main() -> None:
     sizes = sorted(im.width * im.height for im in images)
     median_image = images[[im.width * im.height for im in images].index(sizes[len(sizes) // 2])]
 
-    rows = []
+    rows: list[tuple[str, list[float], list[float] | None]] = []
     seed_config = get_preset("seed")
     seed = Predictor(build_model(seed_config).eval(), CheckpointMeta(config=seed_config), device)
-    rows.append(("seed (untrained, 800 px)", time_predictor(seed, images[: args.seed_n], warmup=1)))
+    rows.append(("seed (untrained, 800 px)", time_predictor(seed, images[: args.seed_n], warmup=1), None))
     for path in args.checkpoint or [DEFAULT_CHECKPOINT]:
         predictor = Predictor.from_checkpoint(path, device=str(device))
         label = f"{path.name} ({predictor.meta.config.preset}, {predictor.meta.config.min_size} px)"
         if not args.plain:
-            rows.append((label, time_predictor(predictor, images)))
+            rows.append((label, time_predictor(predictor, images), None))
             continue
         loaded = load_checkpoint(path, device=device)
         plain = Predictor(model=loaded.model, meta=loaded.meta, device=device)
         fast_times, plain_times = time_interleaved([predictor, plain], images)
-        rows += [(label, fast_times), ("  the same, plain (no BatchNorm fold, NCHW)", plain_times)]
+        rows += [(label, fast_times, None), ("  the same, plain (no BatchNorm fold, NCHW)", plain_times, fast_times)]
 
     print(f"# CPU inference latency, batch 1, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}; images from {args.images} (median size {median_image.width}x{median_image.height})")
     seed_median = statistics.median(rows[0][1])
     print(f"{'model':<48} {'n':>3} {'median ms':>10} {'p90 ms':>8} {'vs seed':>8}")
-    for i, (label, times) in enumerate(rows):
+    for label, times, fast_one in rows:
         times = sorted(times)
         p90 = times[min(len(times) - 1, int(0.9 * len(times)))]
         median = statistics.median(times)
-        extra = ""
-        if label.startswith("  the same, plain"):
-            extra = f"  (fast one: {median / statistics.median(rows[i - 1][1]):.2f}x faster)"
+        extra = f"  (fast one: {median / statistics.median(fast_one):.2f}x faster)" if fast_one else ""
         print(f"{label:<48} {len(times):>3} {median:>10.1f} {p90:>8.1f} {seed_median / median:>7.1f}x{extra}")
 
 

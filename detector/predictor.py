@@ -48,9 +48,8 @@ def fold_batchnorm(module: torch.nn.Module) -> int:
         names = list(parent._modules)
         for conv_name, bn_name in zip(names, names[1:], strict=False):
             conv, bn = parent._modules[conv_name], parent._modules[bn_name]
-            frozen = isinstance(bn, FrozenBatchNorm2d)
-            if not isinstance(conv, torch.nn.Conv2d) or not (frozen or (isinstance(bn, torch.nn.BatchNorm2d)
-                                                                         and not bn.training)):
+            fixed = isinstance(bn, FrozenBatchNorm2d) or (isinstance(bn, torch.nn.BatchNorm2d) and not bn.training)
+            if not (isinstance(conv, torch.nn.Conv2d) and fixed):
                 continue
             parent._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval())  # type: ignore[arg-type]
             parent._modules[bn_name] = torch.nn.Identity()

@@ -35,10 +35,15 @@ def file_digest(path: Path) -> bytes:
     return hashlib.sha1(Path(path).read_bytes()).digest()[:DIGEST_BYTES]  # images are small: one read
 
 
+def _encode(digests: Iterable[bytes]) -> dict[str, Any]:
+    """{'images': count, 'sha1_32': base64 of the sorted distinct digests}."""
+    distinct = sorted(set(digests))
+    return {"images": len(distinct), FINGERPRINT_FIELD: base64.b64encode(b"".join(distinct)).decode("ascii")}
+
+
 def fingerprint(paths: Iterable[Path]) -> dict[str, Any]:
-    """{'images': count, 'sha1_32': base64 of the sorted distinct digests} of the image files."""
-    digests = sorted({file_digest(p) for p in paths})
-    return {"images": len(digests), FINGERPRINT_FIELD: base64.b64encode(b"".join(digests)).decode("ascii")}
+    """The fingerprint of these image files (see _encode)."""
+    return _encode(file_digest(p) for p in paths)
 
 
 def split_fingerprints(splits: Mapping[str, Iterable[HasPath]]) -> dict[str, dict[str, Any]]:
@@ -55,8 +60,7 @@ def merge_fingerprints(recorded: Iterable[Any]) -> dict[str, dict[str, Any]]:
             for name, value in entry.items():
                 if (digests := read_fingerprint(value)) is not None:
                     merged.setdefault(str(name), set()).update(digests)
-    return {name: {"images": len(d), FINGERPRINT_FIELD: base64.b64encode(b"".join(sorted(d))).decode("ascii")}
-            for name, d in merged.items()}
+    return {name: _encode(d) for name, d in merged.items()}
 
 
 def read_fingerprint(value: Any) -> frozenset[bytes] | None:

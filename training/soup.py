@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from detector.checkpoint import CheckpointError, read_meta, read_state_dict, save_checkpoint
+from detector.checkpoint import CheckpointError, read_state_dict, save_checkpoint
 from detector.provenance import FINGERPRINT_KEY, merge_fingerprints
 
 
@@ -43,9 +43,11 @@ def make_soup(parts: Sequence[tuple[Path, float]], out: Path) -> Path:
         raise ValueError("a soup needs at least two checkpoints")
     total = sum(weight for _, weight in parts)
     first_state, meta = read_state_dict(parts[0][0])
+    trainings = [meta.training]
     soup = {k: v.float() * (parts[0][1] / total) if v.is_floating_point() else v for k, v in first_state.items()}
     for path, weight in parts[1:]:
         state, other = read_state_dict(path)
+        trainings.append(other.training)
         if other.config != meta.config or state.keys() != soup.keys():
             raise CheckpointError(f"{path}: not the architecture of {parts[0][0]} (config or tensor names differ); "
                                   "only checkpoints of one model config can be averaged")
@@ -57,7 +59,6 @@ def make_soup(parts: Sequence[tuple[Path, float]], out: Path) -> Path:
                 soup[name] += tensor.float() * (weight / total)
             elif not torch.equal(tensor, soup[name]):
                 raise CheckpointError(f"{path}: integer tensor {name} differs from {parts[0][0]}'s; cannot average")
-    trainings = [read_meta(p).training for p, _ in parts]
     meta.training = {"soup": [{"checkpoint": str(path), "weight": weight / total} for path, weight in parts],
                      "soup_of": [{k: v for k, v in t.items() if k != FINGERPRINT_KEY} for t in trainings]}
     if fingerprints := merge_fingerprints(t.get(FINGERPRINT_KEY) for t in trainings):

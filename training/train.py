@@ -307,7 +307,7 @@ class Trainer:
         self.box_loss = install_box_loss(model, BoxHeadLoss(
             kind=c.loss, iou_start_epoch=c.iou_start_epoch, iou_lambda=c.iou_lambda, iou_lambda_step=c.iou_lambda_step,
             iou_lambda_max=c.iou_lambda_max, box_loss_weight=c.box_loss_weight))
-        if c.train_sizes:  # torchvision picks one per batch in train mode and the last one in eval mode
+        if c.train_sizes:  # torchvision picks one per image in train mode and the last one in eval mode
             model.transform.min_size = (*c.train_sizes, self.model_config.min_size)
         model.to(self.device)
         self.model = model
