@@ -60,7 +60,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--plain", action="store_true",
                         help="also time each checkpoint without the CPU speed-ups of Predictor.from_checkpoint "
-                             "(BatchNorm folding, channels-last), image by image in turn with the fast one")
+                             "(BatchNorm folding, channels-last, 1x1 convolutions as matmuls), image by image in turn "
+                             "with the fast one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -84,7 +85,8 @@ def main() -> None:
         loaded = load_checkpoint(path, device=device)
         plain = Predictor(model=loaded.model, meta=loaded.meta, device=device)
         fast_times, plain_times = time_interleaved([predictor, plain], images)
-        rows += [(label, fast_times, None), ("  the same, plain (no BatchNorm fold, NCHW)", plain_times, fast_times)]
+        rows += [(label, fast_times, None),
+                 ("  the same, plain (no BatchNorm fold, NCHW, 1x1 convolutions)", plain_times, fast_times)]
 
     print(f"# CPU inference latency, batch 1, {args.threads} threads, {platform.processor() or platform.machine()}, "
           f"torch {torch.__version__}; images from {args.images} (median size {median_image.width}x{median_image.height})")

@@ -178,6 +178,7 @@ def test_cpu_prediction_folds_batchnorm_and_runs_channels_last_with_the_same_det
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and not conv.weight.is_contiguous()
     assert conv.bias is not None  # the stem's BatchNorm lives in it now
     assert not any(isinstance(m, (FrozenBatchNorm2d, torch.nn.BatchNorm2d)) for m in fast.model.modules())
+    assert not any(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) for m in fast.model.modules())
     loaded = load_checkpoint(DEFAULT_CHECKPOINT, device=torch.device("cpu"))
     plain = Predictor(model=loaded.model, meta=loaded.meta, device=torch.device("cpu"))
     images = [Image.open(p).convert("RGB") for p in sorted((Path(__file__).parents[1] / "assets" / "valid").glob("*.png"))[:6]]
@@ -208,3 +209,19 @@ def test_fold_batchnorm_keeps_outputs_and_leaves_training_norms_alone() -> None:
     assert fold_batchnorm(net) == 1
     assert isinstance(net[1], torch.nn.Identity) and net[3][1] is live
     torch.testing.assert_close(net[:3](x), before, atol=1e-5, rtol=1e-5)
+
+
+def test_pointwise_as_linear_keeps_outputs_in_both_layouts_and_leaves_other_convolutions_alone() -> None:
+    from detector.predictor import PointwiseAsLinear, pointwise_as_linear
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 16, 1), torch.nn.ReLU(),
+                              torch.nn.Sequential(torch.nn.Conv2d(16, 4, 1, bias=False), torch.nn.Conv2d(4, 4, 1, stride=2),
+                                                  torch.nn.Conv2d(4, 8, 1, groups=2)))
+    x = torch.randn(2, 3, 13, 11)
+    before = net(x)
+    assert pointwise_as_linear(net) == 2  # the strided and the grouped 1x1 convolutions stay as they are
+    assert isinstance(net[1], PointwiseAsLinear) and isinstance(net[3][0], PointwiseAsLinear) and net[3][0].bias is None
+    assert isinstance(net[0], torch.nn.Conv2d) and isinstance(net[3][1], torch.nn.Conv2d)
+    torch.testing.assert_close(net(x), before, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(net(x.contiguous(memory_format=torch.channels_last)), before, atol=1e-5, rtol=1e-5)
