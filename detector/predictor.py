@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import functional as F
 from detector.checkpoint import CheckpointMeta, load_checkpoint
 from detector.detections import Detections
 from detector.images import ImageLoadError, ImageSource, load_rgb
+from detector.zoom import ZoomConfig, zoom_candidates
 
 DEFAULT_SCORE_FLOOR = 0.01
 DEFAULT_MAX_CANDIDATES = 300
@@ -97,6 +98,7 @@ class Predictor:
     device: torch.device
     score_floor: float = DEFAULT_SCORE_FLOOR
     max_candidates: int = DEFAULT_MAX_CANDIDATES
+    zoom: ZoomConfig | None = ZoomConfig()  # re-read small numbers from a crop (detector.zoom); None: one pass
 
     def __post_init__(self) -> None:
         heads = cast(RoIHeads, self.model.roi_heads)
@@ -120,13 +122,18 @@ class Predictor:
             pointwise_as_linear(loaded.model)
         return cls(model=loaded.model, meta=loaded.meta, device=dev, **kwargs)
 
+    def input_scale(self, width: int, height: int) -> float:
+        """Model input pixels per image pixel: torchvision scales the short side to min_size unless the long side
+        would pass max_size."""
+        transform = cast(GeneralizedRCNNTransform, self.model.transform)
+        return min(transform.min_size[-1] / min(width, height), transform.max_size / max(width, height))
+
     def check_fits(self, image: Image.Image, label: str) -> None:
-        """Refuse an image the model's resize would squash to a side under 1 px (torchvision scales the short side
-        to min_size unless the long side would pass max_size, so an image over max_size:1 loses its short side)."""
+        """Refuse an image the model's resize would squash to a side under 1 px (an image over max_size:1 loses its
+        short side)."""
         transform = cast(GeneralizedRCNNTransform, self.model.transform)
         width, height = image.size
-        scale = min(transform.min_size[-1] / min(width, height), transform.max_size / max(width, height))
-        if math.floor(min(width, height) * scale) < 1:
+        if math.floor(min(width, height) * self.input_scale(width, height)) < 1:
             raise ImageLoadError(
                 f"{label}: a {width}x{height} image is too thin for this model, whose input is at most "
                 f"{transform.max_size} px long: its short side would shrink below 1 px; crop or pad it to an aspect "
@@ -154,11 +161,28 @@ class Predictor:
                     slots[i] = ImageLoadError(f"{label}: could not be read ({type(err).__name__}: {str(err)[:200]})")
                     continue
                 ready.append((i, label, image_to_tensor(image).to(self.device)))
-            for (i, _, _), result in zip(ready, self._run([(label, t) for _, label, t in ready]), strict=False):
-                slots[i] = result
+            for (i, label, tensor), result in zip(ready, self._run([(label, t) for _, label, t in ready]), strict=False):
+                slots[i] = self._zoomed(label, tensor, result)
             assert all(slot is not None for slot in slots)
             out.extend(slots)  # type: ignore[arg-type]  # every slot is filled
         return out
+
+    def _zoomed(self, label: str, tensor: torch.Tensor, first: Detections | ImageLoadError) -> Detections | ImageLoadError:
+        """The first pass, or its re-reading from crops when the number is small in the model's input."""
+        if self.zoom is None or isinstance(first, ImageLoadError):
+            return first
+
+        def run(crop: torch.Tensor) -> Detections:
+            result = self._run_same_size([(label, crop.contiguous())])[0]
+            if isinstance(result, ImageLoadError):
+                raise result
+            return result
+
+        try:
+            return zoom_candidates(tensor, first, self.meta.thresholds, self.input_scale(tensor.shape[2], tensor.shape[1]),
+                                   run, self.zoom, self.max_candidates)
+        except ImageLoadError:
+            return first  # a crop the model cannot take: the first pass stands
 
     def _run(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:
         """Forward passes over images of one size each: torchvision pads a batch to its largest image, and that

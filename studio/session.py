@@ -194,7 +194,7 @@ class Studio:
             p = self.predictor
             return cache.cache_path(self.checkpoint, cache.checkpoint_fingerprint(self.checkpoint),
                                     cache.data_fingerprint(annotation_file, split.records),
-                                    f"floor={p.score_floor},max={p.max_candidates}")
+                                    f"floor={p.score_floor},max={p.max_candidates},{p.zoom.describe() if p.zoom else 'zoom=off'}")
         except (OSError, ValueError):
             return None
 
