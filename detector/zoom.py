@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from detector.boxes import box_centre_x
 from detector.detections import Detections
 from detector.refilter import refilter
 from detector.thresholds import Thresholds
@@ -41,9 +42,14 @@ class ZoomConfig:
         return f"zoom={self.trigger_px:g}:{self.pad_x:g}:{self.pad_y:g}:{self.locate_score:g}:{self.rounds}"
 
 
+def median_height(boxes: torch.Tensor) -> float:
+    """The digit height the trigger and the crop margins are measured in (xyxy boxes)."""
+    return float((boxes[:, 3] - boxes[:, 1]).median())
+
+
 def crop_region(boxes: torch.Tensor, width: int, height: int, pad_x: float, pad_y: float) -> tuple[int, int, int, int]:
     """Integer (x1, y1, x2, y2) around xyxy `boxes`, widened by pad_x and pad_y median digit heights, in the image."""
-    digit_height = float((boxes[:, 3] - boxes[:, 1]).median())
+    digit_height = median_height(boxes)
     x1 = max(0, math.floor(float(boxes[:, 0].min()) - pad_x * digit_height))
     y1 = max(0, math.floor(float(boxes[:, 1].min()) - pad_y * digit_height))
     x2 = min(width, math.ceil(float(boxes[:, 2].max()) + pad_x * digit_height))
@@ -55,7 +61,7 @@ def replace_inside(first: Detections, crop: Detections, region: tuple[int, int, 
     """The crop's candidates (already in image pixels) plus the first pass's whose centre lies outside the region,
     best `limit` by score."""
     x1, y1, x2, y2 = region
-    cx = (first.boxes[:, 0] + first.boxes[:, 2]) / 2
+    cx = box_centre_x(first.boxes)
     cy = (first.boxes[:, 1] + first.boxes[:, 3]) / 2
     outside = first.select(torch.nonzero((cx < x1) | (cx > x2) | (cy < y1) | (cy > y2)).flatten())
     merged = Detections(torch.cat([crop.boxes, outside.boxes]), torch.cat([crop.scores, outside.scores]),
@@ -73,10 +79,8 @@ def zoom_candidates(image: torch.Tensor, first: Detections, thresholds: Threshol
         located = refilter(current, config.locate_score, thresholds.nms_iou, thresholds.class_agnostic)
         if len(located) == 0:
             return current
-        if round_index == 0:
-            digit_height = float((located.boxes[:, 3] - located.boxes[:, 1]).median())
-            if digit_height * input_scale >= config.trigger_px:
-                return current
+        if round_index == 0 and median_height(located.boxes) * input_scale >= config.trigger_px:
+            return current
         region = crop_region(located.boxes, width, height, config.pad_x, config.pad_y)
         x1, y1, x2, y2 = region
         if x2 - x1 < 2 or y2 - y1 < 2:
