@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from detector.categories import CLASS_NAMES
 from detector.fileio import atomic_write, nonfinite_tensors, tensor_file_kind
 from detector.jsonsafe import loads
-from detector.models import ModelConfig, build_model, norm_from_keys
+from detector.models import PREDICTION_ONLY_KEYS, ModelConfig, build_model, norm_from_keys
 from detector.thresholds import Thresholds
 
 FORMAT_ID = "hw2-digit-detector/1"
@@ -208,12 +208,20 @@ def update_meta(path: str | Path, *, to: str | Path | None = None, **changes: An
     """Rewrite a checkpoint with some metadata fields changed (e.g. thresholds saved from the app); atomic.
     With `to`, the changed checkpoint is written there and `path` is left as it was (a calibrated copy).
 
-    Object fields are merged: `thresholds` takes a Thresholds or some of its keys ({"number_score": 0.6}).
+    Object fields are merged: `thresholds` takes a Thresholds or some of its keys ({"number_score": 0.6});
+    `config` takes only models.PREDICTION_ONLY_KEYS ({"rpn_post_nms_top_n_test": 30}), which leave the weights valid.
     """
     path = Path(path)
     state, meta = read_state_dict(path)
     for key, value in changes.items():
-        if not hasattr(meta, key) or key == "config":
+        if key == "config":
+            refused = sorted(set(value) - set(PREDICTION_ONLY_KEYS))
+            if refused:
+                raise ValueError(f"cannot update config key(s) {refused} of a trained checkpoint: they shape its "
+                                 f"weights or its training; only {list(PREDICTION_ONLY_KEYS)} can change")
+            meta.config = meta.config.replace(**value)
+            continue
+        if not hasattr(meta, key):
             raise ValueError(f"cannot update checkpoint field {key!r}")
         current = getattr(meta, key)
         if isinstance(current, Thresholds) and not isinstance(value, Thresholds):

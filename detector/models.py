@@ -47,6 +47,11 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for but are not on this machine (and cannot be downloaded)."""
 
 
+# Config keys that act only when predicting: changing them in a trained checkpoint leaves its weights valid
+# (detector.checkpoint.update_meta may rewrite them; every other key shapes the weights or the training).
+PREDICTION_ONLY_KEYS = ("rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "box_detections_per_img")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a detector's architecture; saved as JSON in each checkpoint."""

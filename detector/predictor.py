@@ -6,9 +6,10 @@ boxes in original-image pixels. Score and NMS thresholds are then applied to the
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.transforms.v2 import functional as F
@@ -85,6 +87,19 @@ def pointwise_as_linear(module: torch.nn.Module) -> int:
     return swapped
 
 
+def with_proposals(model: torch.nn.Module, proposals: int) -> torch.nn.Module:
+    """A view of a torchvision detector that keeps `proposals` RPN proposals when predicting and shares every weight
+    and submodule with `model`, which is left as it was (no setting is switched back and forth, so threads that
+    share the model never see another caller's value)."""
+    own = cast(RegionProposalNetwork, model.rpn)
+    view = copy.copy(model)
+    view._modules = dict(model._modules)
+    rpn = copy.copy(own)
+    rpn._post_nms_top_n = {**own._post_nms_top_n, "testing": proposals}
+    view._modules["rpn"] = rpn
+    return view
+
+
 def image_to_tensor(image: Image.Image) -> torch.Tensor:
     return F.to_dtype(F.to_image(image), torch.float32, scale=True)
 
@@ -99,6 +114,7 @@ class Predictor:
     score_floor: float = DEFAULT_SCORE_FLOOR
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     zoom: ZoomConfig | None = ZoomConfig()  # re-read small numbers from a crop (detector.zoom); None: one pass
+    _crop_view: tuple[int, torch.nn.Module] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         heads = cast(RoIHeads, self.model.roi_heads)
@@ -173,7 +189,7 @@ class Predictor:
             return first
 
         def run(crop: torch.Tensor) -> Detections:
-            result = self._run_same_size([(label, crop.contiguous())])[0]
+            result = self._run_same_size([(label, crop.contiguous())], self._crop_model())[0]
             if isinstance(result, ImageLoadError):
                 raise result
             return result
@@ -183,6 +199,15 @@ class Predictor:
                                    run, self.zoom, self.max_candidates)
         except ImageLoadError:
             return first  # a crop the model cannot take: the first pass stands
+
+    def _crop_model(self) -> torch.nn.Module:
+        """The model the zoom's crop passes run: a view keeping the zoom's crop_proposals, made once per setting."""
+        proposals = self.zoom.crop_proposals if self.zoom else None
+        if proposals is None:
+            return self.model
+        if self._crop_view is None or self._crop_view[0] != proposals:
+            self._crop_view = (proposals, with_proposals(self.model, proposals))
+        return self._crop_view[1]
 
     def _run(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:
         """Forward passes over images of one size each: torchvision pads a batch to its largest image, and that
@@ -197,16 +222,18 @@ class Predictor:
                 out[i] = result
         return out  # type: ignore[return-value]  # every slot is filled
 
-    def _run_same_size(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:
-        """One forward pass; should it fail, each image alone, so the error lands on the image that caused it."""
+    def _run_same_size(self, batch: list[tuple[str, torch.Tensor]],
+                       model: torch.nn.Module | None = None) -> list[Detections | ImageLoadError]:
+        """One forward pass (of `model`: the zoom's crop view, or the model); should it fail, each image alone, so
+        the error lands on the image that caused it."""
         if not batch:
             return []
         try:
             return [Detections(r["boxes"].float().cpu(), r["scores"].float().cpu(), r["labels"].cpu())
-                    for r in self.model([t for _, t in batch])]
+                    for r in (model or self.model)([t for _, t in batch])]
         except (RuntimeError, ValueError) as err:
             if len(batch) > 1:
-                return [result for item in batch for result in self._run_same_size([item])]
+                return [result for item in batch for result in self._run_same_size([item], model)]
             label, tensor = batch[0]
             return [ImageLoadError(f"{label}: the model failed on this {tensor.shape[2]}x{tensor.shape[1]} image "
                                    f"({type(err).__name__}: {str(err)[:200]})")]

@@ -74,6 +74,17 @@ def test_checkpoint_round_trip_preserves_weights_and_metadata(tiny_checkpoint: P
     assert read_meta(copy).metrics == {"AP": 0.5}
 
 
+def test_update_meta_changes_only_prediction_settings_of_the_config(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "fewer_proposals.safetensors"
+    update_meta(tiny_checkpoint, to=copy, config={"rpn_post_nms_top_n_test": 7})
+    model = load_checkpoint(copy).model
+    assert model.rpn._post_nms_top_n["testing"] == 7  # the rebuilt model uses it
+    assert read_meta(copy).config.min_size == read_meta(tiny_checkpoint).config.min_size
+    with pytest.raises(ValueError, match="fpn_channels"):
+        update_meta(copy, config={"fpn_channels": 8, "rpn_post_nms_top_n_test": 5})
+    assert read_meta(copy).config.rpn_post_nms_top_n_test == 7  # a refused change writes nothing
+
+
 def test_half_precision_checkpoint_loads_as_float32(tiny_checkpoint: Path, tmp_path: Path) -> None:
     loaded = load_checkpoint(tiny_checkpoint)
     half = tmp_path / "half.safetensors"

@@ -9,12 +9,14 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
+from detector.categories import NUM_CLASSES
 from detector.checkpoint import DEFAULT_CHECKPOINT
 from detector.detections import Detections
 from detector.hw2 import ImageRecord, load_split
-from detector.predictor import Predictor
+from detector.predictor import Predictor, with_proposals
 from detector.refilter import refilter
-from detector.zoom import ZoomConfig, crop_region, replace_inside
+from detector.thresholds import Thresholds
+from detector.zoom import ZoomConfig, crop_region, replace_inside, zoom_candidates
 
 ASSETS = Path(__file__).parents[1] / "assets"
 
@@ -35,6 +37,24 @@ def test_replace_inside_keeps_the_crops_finds_and_the_first_pass_outside_the_cro
     assert merged.scores.tolist() == pytest.approx([0.95, 0.8, 0.3])  # the first pass's 0.9 was inside the crop
     assert merged.labels.tolist() == [5, 2, 3]
     assert len(replace_inside(first, crop, (0, 0, 50, 40), limit=2)) == 2
+
+
+@pytest.mark.parametrize(("shift", "passes"), [(0.0, 1), (1.0, 2)])
+def test_a_round_whose_crop_repeats_the_last_one_is_skipped(shift: float, passes: int) -> None:
+    """Round 2 crops around round 1's finds; when they give the very crop round 1 read, reading it again would
+    only repeat round 1, so it is not run (a crop moved by a pixel is)."""
+    first = Detections(torch.tensor([[100.0, 50, 110, 70], [112, 52, 122, 72]]), torch.tensor([0.9, 0.9]),
+                       torch.tensor([2, 3]))  # 20 px digits: under the trigger at input scale 1
+    crops: list[tuple[int, ...]] = []
+
+    def run(crop: torch.Tensor) -> Detections:  # the same two digits, in the crop's pixels (it starts at 90, 50)
+        crops.append(tuple(crop.shape))
+        return Detections(torch.tensor([[10.0 + shift, 0, 20 + shift, 20], [22 + shift, 2, 32 + shift, 22]]),
+                          torch.tensor([0.9, 0.9]), torch.tensor([2, 3]))
+
+    zoomed = zoom_candidates(torch.zeros(3, 300, 400), first, Thresholds(), 1.0, run, ZoomConfig(rounds=2), limit=10)
+    assert len(crops) == passes and crops[0] == (3, 22, 42)
+    assert zoomed.boxes[:, 0].sort().values.tolist() == pytest.approx([100 + shift * passes, 112 + shift * passes])
 
 
 def small_in_large_scene(image: Image.Image, factor: int = 4) -> tuple[Image.Image, tuple[int, int]]:
@@ -92,3 +112,18 @@ def test_zoom_leaves_images_whose_digits_are_already_large_alone(records: list[I
         assert torch.equal(a.boxes, b.boxes) and torch.equal(a.scores, b.scores) and torch.equal(a.labels, b.labels)
         checked += 1
     assert checked >= 6
+
+
+def test_crop_passes_keep_the_zooms_proposal_count_and_leave_the_model_as_it_was() -> None:
+    """The crop view shares every weight with the model; the model's own proposal count (the first pass's) stays."""
+    predictor = Predictor.from_checkpoint(DEFAULT_CHECKPOINT, device="cpu", zoom=ZoomConfig(crop_proposals=5))
+    own = predictor.model.rpn._post_nms_top_n["testing"]
+    view = with_proposals(predictor.model, 5)
+    assert view.rpn._post_nms_top_n["testing"] == 5 and predictor.model.rpn._post_nms_top_n["testing"] == own
+    assert view.backbone is predictor.model.backbone and view.roi_heads is predictor.model.roi_heads
+    scene = torch.rand(3, 60, 140, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        few, many = view([scene])[0], predictor.model([scene])[0]
+    assert 0 < len(few["boxes"]) <= 5 * (NUM_CLASSES - 1)  # each proposal gives at most one box per digit class
+    assert len(few["boxes"]) < len(many["boxes"])
+    assert "p5" in predictor.zoom.describe() and "p5" not in ZoomConfig().describe()  # studio caches by it
