@@ -230,7 +230,7 @@ class Predictor:
             return []
         try:
             return [Detections(r["boxes"].float().cpu(), r["scores"].float().cpu(), r["labels"].cpu())
-                    for r in (model or self.model)([t for _, t in batch])]
+                    for r in (self.model if model is None else model)([t for _, t in batch])]
         except (RuntimeError, ValueError) as err:
             if len(batch) > 1:
                 return [result for item in batch for result in self._run_same_size([item], model)]
