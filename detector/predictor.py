@@ -87,24 +87,15 @@ def pointwise_as_linear(module: torch.nn.Module) -> int:
     return swapped
 
 
-def prediction_view(model: torch.nn.Module, proposals: int | None = None,
-                    min_size: int | None = None) -> torch.nn.Module:
-    """A view of a torchvision detector that keeps `proposals` RPN proposals and/or scales its input's short side to
-    `min_size` when predicting, and shares every weight and submodule with `model`, which is left as it was (no
-    setting is switched back and forth, so threads that share the model never see another caller's value)."""
+def with_proposals(model: torch.nn.Module, proposals: int) -> torch.nn.Module:
+    """A view of a torchvision detector that keeps `proposals` RPN proposals when predicting and shares every weight
+    and submodule with `model`, which is left as it was (no setting is switched back and forth, so threads that
+    share the model never see another caller's value)."""
+    own = cast(RegionProposalNetwork, model.rpn)
+    rpn = copy.copy(own)
+    rpn._post_nms_top_n = {**own._post_nms_top_n, "testing": proposals}
     view = copy.copy(model)
-    view._modules = dict(model._modules)
-    if proposals is not None:
-        own = cast(RegionProposalNetwork, model.rpn)
-        rpn = copy.copy(own)
-        rpn._post_nms_top_n = {**own._post_nms_top_n, "testing": proposals}
-        view._modules["rpn"] = rpn
-    if min_size is not None:
-        own_transform = cast(GeneralizedRCNNTransform, model.transform)
-        transform = copy.copy(own_transform)
-        transform.min_size = (min_size,)
-        transform.max_size = round(own_transform.max_size * min_size / own_transform.min_size[-1])
-        view._modules["transform"] = transform
+    view._modules = {**model._modules, "rpn": rpn}
     return view
 
 
@@ -122,7 +113,7 @@ class Predictor:
     score_floor: float = DEFAULT_SCORE_FLOOR
     max_candidates: int = DEFAULT_MAX_CANDIDATES
     zoom: ZoomConfig | None = ZoomConfig()  # re-read small numbers from a crop (detector.zoom); None: one pass
-    _crop_view: tuple[tuple[int | None, int | None], torch.nn.Module] | None = field(default=None, init=False, repr=False)
+    _crop_view: tuple[int, torch.nn.Module] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         heads = cast(RoIHeads, self.model.roi_heads)
@@ -209,12 +200,12 @@ class Predictor:
             return first  # a crop the model cannot take: the first pass stands
 
     def _crop_model(self) -> torch.nn.Module:
-        """The model the zoom's crop passes run: a view with the zoom's crop settings, made once per setting."""
-        settings = (self.zoom.crop_proposals, self.zoom.crop_min_size) if self.zoom else (None, None)
-        if settings == (None, None):
+        """The model the zoom's crop passes run: a view keeping the zoom's crop_proposals, made once per setting."""
+        proposals = self.zoom.crop_proposals if self.zoom else None
+        if proposals is None:
             return self.model
-        if self._crop_view is None or self._crop_view[0] != settings:
-            self._crop_view = (settings, prediction_view(self.model, *settings))
+        if self._crop_view is None or self._crop_view[0] != proposals:
+            self._crop_view = (proposals, with_proposals(self.model, proposals))
         return self._crop_view[1]
 
     def _run(self, batch: list[tuple[str, torch.Tensor]]) -> list[Detections | ImageLoadError]:

@@ -43,14 +43,11 @@ class ZoomConfig:
     # RPN proposals a crop pass keeps (the first pass keeps the model's own, 100 for the default): a crop holds the
     # number and little else. None: the model's own
     crop_proposals: int | None = 30
-    crop_min_size: int | None = None  # a crop pass's input short side in px; None: the model's own (128 for the default)
 
     def describe(self) -> str:
         """A stable text for cache keys and metadata."""
         proposals = "" if self.crop_proposals is None else f":p{self.crop_proposals}"
-        size = "" if self.crop_min_size is None else f":s{self.crop_min_size}"
-        return (f"zoom={self.trigger_px:g}:{self.pad_x:g}:{self.pad_y:g}:{self.locate_score:g}:{self.rounds}"
-                f"{proposals}{size}")
+        return f"zoom={self.trigger_px:g}:{self.pad_x:g}:{self.pad_y:g}:{self.locate_score:g}:{self.rounds}{proposals}"
 
 
 def median_height(boxes: torch.Tensor) -> float:

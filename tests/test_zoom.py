@@ -13,7 +13,7 @@ from detector.categories import NUM_CLASSES
 from detector.checkpoint import DEFAULT_CHECKPOINT
 from detector.detections import Detections
 from detector.hw2 import ImageRecord, load_split
-from detector.predictor import Predictor, prediction_view
+from detector.predictor import Predictor, with_proposals
 from detector.refilter import refilter
 from detector.thresholds import Thresholds
 from detector.zoom import ZoomConfig, crop_region, replace_inside, zoom_candidates
@@ -118,7 +118,7 @@ def test_crop_passes_keep_the_zooms_proposal_count_and_leave_the_model_as_it_was
     """The crop view shares every weight with the model; the model's own proposal count (the first pass's) stays."""
     predictor = Predictor.from_checkpoint(DEFAULT_CHECKPOINT, device="cpu", zoom=ZoomConfig(crop_proposals=5))
     own = predictor.model.rpn._post_nms_top_n["testing"]
-    view = prediction_view(predictor.model, proposals=5)
+    view = with_proposals(predictor.model, 5)
     assert view.rpn._post_nms_top_n["testing"] == 5 and predictor.model.rpn._post_nms_top_n["testing"] == own
     assert view.backbone is predictor.model.backbone and view.roi_heads is predictor.model.roi_heads
     scene = torch.rand(3, 60, 140, generator=torch.Generator().manual_seed(0))
@@ -127,7 +127,5 @@ def test_crop_passes_keep_the_zooms_proposal_count_and_leave_the_model_as_it_was
     assert 0 < len(few["boxes"]) <= 5 * (NUM_CLASSES - 1)  # each proposal gives at most one box per digit class
     assert len(few["boxes"]) < len(many["boxes"])
     assert "p5" in predictor.zoom.describe() and "p5" not in ZoomConfig().describe()  # studio caches by it
-    smaller = prediction_view(predictor.model, min_size=64)
-    with torch.inference_mode():
-        assert smaller.transform([scene])[0].tensors.shape[-2] == 64  # its input's short side
-        assert predictor.model.transform([scene])[0].tensors.shape[-2] == predictor.meta.config.min_size
+    assert predictor._crop_model().rpn._post_nms_top_n["testing"] == 5  # what the predictor's crop passes run
+    assert Predictor(predictor.model, predictor.meta, predictor.device, zoom=None)._crop_model() is predictor.model
