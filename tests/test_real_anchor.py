@@ -53,6 +53,28 @@ def test_absent_data_folder_skips_with_a_message(tmp_path: Path, capsys: pytest.
     assert "skipped: no real photos at" in out and "--data" in out
 
 
+
+def test_summary_gives_median_and_mean_wall_time_and_per_image_reads(tmp_path: Path) -> None:
+    """Half the photos one pass, half three: the median sits between the groups, the mean is the mean of all."""
+    import numpy as np
+
+    from detector.hw2 import ImageRecord, LoadReport, Split
+
+    records = [ImageRecord(i, f"{i}.png", 80, 40, tmp_path / f"{i}.png", np.array([[10, 5, 30, 35]], np.float32),
+                           np.array([i + 1])) for i in range(1, 5)]  # category i + 1 is digit i
+    split = Split("valid", tmp_path, records, LoadReport(source="test"))
+    ours = real_anchor.ModelResult("ours", reads={1: "1", 2: "2", 3: "9", 4: "-1"}, ms=[10.0, 12.0, 30.0, 36.0],
+                                   cpu_ms=[20.0, 24.0, 60.0, 72.0])
+    ocr = real_anchor.ModelResult("ocr", reads={1: "1", 2: "2", 3: "3", 4: "4"}, ms=[20.0] * 4, cpu_ms=[20.0] * 4)
+    lines = real_anchor.tables(split, [ours, ocr])
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    row = dict(zip(header, (cell.strip() for cell in lines[2].strip("|").split("|")), strict=True))
+    assert row["number accuracy"] == "2/4 (0.50)"
+    assert (row["ms/img median"], row["mean"], row["CPU ms/img median"]) == ("21.0", "22.0", "42.0")
+    assert row["speed vs ocr"] == "1.0x"  # 20 / 21
+    assert "| 3 | 80x40 | 3 | 9 ✗ | 3 ✓ |" in lines  # id, size, truth, then each model's read
+
+
 REAL = real_anchor.DEFAULT_DATA
 
 
