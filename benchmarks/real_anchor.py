@@ -217,8 +217,8 @@ def tables(split: Split, results: list[ModelResult]) -> list[str]:
     for r in results:
         right = sum(is_right(r.reads[rec.image_id], rec.number) for rec in split.records)
         ms = sorted(r.ms)
-        median, p90 = statistics.median(ms), ms[min(len(ms) - 1, int(0.9 * len(ms)))]
-        lines.append(f"| {r.name} | {right}/{n} ({right / n:.2f}) | {median:.1f} | {statistics.mean(ms):.1f} | {p90:.1f} | "
+        median, mean, p90 = statistics.median(ms), statistics.mean(ms), ms[min(len(ms) - 1, int(0.9 * len(ms)))]
+        lines.append(f"| {r.name} | {right}/{n} ({right / n:.2f}) | {median:.1f} | {mean:.1f} | {p90:.1f} | "
                      f"{statistics.median(r.cpu_ms):.1f} | {base / median:.1f}x | {_metric(r.mAP)} | "
                      f"{_metric(r.AP50)} |")
     lines += ["", "| id | size | truth | " + " | ".join(r.name for r in results) + " |",

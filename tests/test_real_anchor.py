@@ -53,7 +53,6 @@ def test_absent_data_folder_skips_with_a_message(tmp_path: Path, capsys: pytest.
     assert "skipped: no real photos at" in out and "--data" in out
 
 
-
 def test_summary_gives_median_and_mean_wall_time_and_per_image_reads(tmp_path: Path) -> None:
     """Half the photos one pass, half three: the median sits between the groups, the mean is the mean of all."""
     import numpy as np
